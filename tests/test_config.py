@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from minibert.config import PRESETS, BertConfig
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_have_published_sizes(name):
+    config = BertConfig.from_preset(name)
+    layers, hidden, heads, intermediate = PRESETS[name]
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (layers, hidden, heads)
+    expected_intermediate = 1536 if name == "minilm-l6" else 4 * hidden
+    assert config.intermediate_size == expected_intermediate
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        BertConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(hidden_size=30, num_attention_heads=4), "divisible"),
+    (dict(num_hidden_layers=0), "positive"),
+    (dict(vocab_size=-5), "positive"),
+    (dict(hidden_act="swishy"), "unknown hidden_act"),
+    (dict(hidden_dropout_prob=1.5), r"\[0, 1\)"),
+    (dict(pad_token_id=40000), "outside the vocabulary"),
+])
+def test_invalid_configs_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        BertConfig(**overrides)
+
+
+def test_json_round_trip_keeps_unknown_keys(tmp_path):
+    config = BertConfig.from_preset("tiny", vocab_size=1234)
+    config.extra["id2label"] = {"0": "a", "1": "b"}
+    config.to_json(tmp_path / "config.json")
+    on_disk = json.loads((tmp_path / "config.json").read_text())
+    assert on_disk["model_type"] == "bert" and on_disk["vocab_size"] == 1234
+    back = BertConfig.from_json(tmp_path / "config.json")
+    assert back == config and back.extra["id2label"] == {"0": "a", "1": "b"}
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        BertConfig.from_json(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BertConfig.from_json(tmp_path / "config.json")
