@@ -1,0 +1,148 @@
+"""Task heads that sit on the encoder's last hidden states (B, T, H).
+
+Every head has the same call: `head(hidden_states, attention_mask=None, labels=None)`
+returns `(loss, output)`, with `loss=None` when no labels are given. Each head also
+describes itself (`describe()`) so that a saved model can rebuild its heads.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import activation, init_bert_weights
+
+
+def mean_pool(hidden_states, attention_mask=None):
+    """Average the token vectors of each sequence, ignoring padding.
+
+    hidden_states (B, T, H), attention_mask (B, T) of 1/0  ->  (B, H).
+    A sentence gets the same vector alone or padded in a batch, because padded positions
+    contribute neither to the sum nor to the count.
+    """
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
+    summed = (hidden_states * mask).sum(dim=1)  # (B, H)
+    counts = mask.sum(dim=1).clamp(min=1e-9)  # (B, 1); clamp guards an all-padding row
+    return summed / counts
+
+
+class MaskedLanguageModelingHead(nn.Module):
+    """dense -> activation -> LayerNorm -> decoder tied to the word embeddings (+ own bias).
+
+    With labels, logits are computed only at the masked positions (labels != -100):
+    the decoder is a (H x vocab) matrix multiply, the largest in a small model with a 30k
+    vocabulary, and ~85% of the positions carry no label. The loss is the same as with
+    full logits; the output is then the (num_masked, vocab) logits, in row-major order of
+    the masked positions. Without labels the output is the full (B, T, vocab) logits.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # The decoder weight is replaced by the word-embedding matrix in
+        # TransformerWithHeads.add_head (weight tying); only the bias is the head's own.
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.apply(lambda module: init_bert_weights(module, config))
+
+    def logits(self, hidden_states):
+        h = self.layer_norm(self.act(self.dense(hidden_states)))
+        return self.decoder(h) + self.bias
+
+    def forward(self, hidden_states, attention_mask=None, labels=None):
+        if labels is None:
+            return None, self.logits(hidden_states)  # (B, T, V)
+        masked_positions = labels != -100  # (B, T) bool
+        logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
+        loss = F.cross_entropy(logits, labels[masked_positions])
+        return loss, logits
+
+    def describe(self):
+        return {"type": type(self).__name__}
+
+
+class SentenceEmbeddingHead(nn.Module):
+    """Attention-masked mean pooling, optionally L2-normalised. It has no parameters and
+    no loss of its own: contrastive objectives work on its output."""
+
+    def __init__(self, config=None, normalize=False):
+        super().__init__()
+        self.normalize = normalize
+
+    def forward(self, hidden_states, attention_mask=None, labels=None):
+        if labels is not None:
+            raise ValueError("SentenceEmbeddingHead has no loss of its own; train embeddings with a "
+                             "contrastive objective on its output")
+        pooled = mean_pool(hidden_states, attention_mask)  # (B, H)
+        if self.normalize:
+            pooled = F.normalize(pooled, p=2, dim=-1)
+        return None, pooled
+
+    def describe(self):
+        return {"type": type(self).__name__, "normalize": self.normalize}
+
+
+class SentenceClassificationHead(nn.Module):
+    """Pool the sequence (mean of tokens, or the [CLS] vector) -> dropout -> linear."""
+
+    def __init__(self, config, num_labels, pooling="mean"):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if num_labels < 2:
+            raise ValueError(f"a classifier needs at least 2 labels, got {num_labels}")
+        self.num_labels = num_labels
+        self.pooling = pooling
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.apply(lambda module: init_bert_weights(module, config))
+
+    def forward(self, hidden_states, attention_mask=None, labels=None):
+        pooled = mean_pool(hidden_states, attention_mask) if self.pooling == "mean" else hidden_states[:, 0]
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None if labels is None else F.cross_entropy(logits, labels)
+        return loss, logits
+
+    def describe(self):
+        return {"type": type(self).__name__, "num_labels": self.num_labels, "pooling": self.pooling}
+
+
+class TokenClassificationHead(nn.Module):
+    """dropout -> linear on every token. Labels of -100 (sub-word continuations, specials,
+    padding) are ignored by the loss."""
+
+    def __init__(self, config, num_labels):
+        super().__init__()
+        if num_labels < 2:
+            raise ValueError(f"a token classifier needs at least 2 labels, got {num_labels}")
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.apply(lambda module: init_bert_weights(module, config))
+
+    def forward(self, hidden_states, attention_mask=None, labels=None):
+        logits = self.classifier(self.dropout(hidden_states))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100)
+        return loss, logits
+
+    def describe(self):
+        return {"type": type(self).__name__, "num_labels": self.num_labels}
+
+
+HEAD_TYPES = {cls.__name__: cls for cls in
+              (MaskedLanguageModelingHead, SentenceEmbeddingHead, SentenceClassificationHead, TokenClassificationHead)}
+
+
+def build_head(config, description):
+    """Rebuild a head from its `describe()` dict (as stored in config.json)."""
+    kwargs = dict(description)
+    type_name = kwargs.pop("type", None)
+    if type_name not in HEAD_TYPES:
+        raise ValueError(f"unknown head type {type_name!r} in config.json; known: {sorted(HEAD_TYPES)}")
+    return HEAD_TYPES[type_name](config, **kwargs)

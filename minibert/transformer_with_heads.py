@@ -1,0 +1,96 @@
+"""One encoder, many named heads: the model every training script in minibert uses.
+
+    model = TransformerWithHeads(BertConfig.from_preset("mini"))
+    model.add_head("classification", SentenceClassificationHead(model.config, 10))
+    model(input_ids)                                  # {"classification": logits}
+    model(input_ids, head="classification", labels=y) # (loss, logits)
+
+The encoder runs once per call; every head reads the same hidden states (B, T, H).
+"""
+
+import json
+from pathlib import Path
+
+import torch.nn as nn
+
+from .checkpoint import hf_state_dict, load_checkpoint_weights, read_weights
+from .config import BertConfig
+from .heads import MaskedLanguageModelingHead, build_head
+from .model import BertModel
+from .safetensors import save_file
+
+
+class TransformerWithHeads(nn.Module):
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = BertModel(config)
+        self.heads = nn.ModuleDict()
+
+    def add_head(self, name, head):
+        if not name.isidentifier():
+            raise ValueError(f"head name {name!r} must be a Python identifier (letters, digits, _)")
+        if name in self.heads:
+            raise ValueError(f"a head named {name!r} already exists; remove it first with del model.heads[{name!r}]")
+        if isinstance(head, MaskedLanguageModelingHead):
+            # Weight tying (Press & Wolf 2017): the output projection is the input embedding matrix.
+            head.decoder.weight = self.encoder.embeddings.word_embeddings.weight
+        self.heads[name] = head
+        return head
+
+    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, head=None, labels=None):
+        """head=None: {name: output} of every head (no losses). head="x": head x's (loss, output)."""
+        if head is not None and head not in self.heads:
+            raise ValueError(f"no head named {head!r}; this model has {list(self.heads)}")
+        if head is None and labels is not None:
+            raise ValueError("labels need a head: call model(input_ids, head=name, labels=labels)")
+        hidden_states = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
+        if head is not None:
+            return self.heads[head](hidden_states, attention_mask=attention_mask, labels=labels)
+        return {name: module(hidden_states, attention_mask=attention_mask)[1] for name, module in self.heads.items()}
+
+    # ---- Hugging Face layout on disk ----
+    def save_pretrained(self, directory):
+        """Write config.json + model.safetensors that both minibert and `transformers` load."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config.to_dict()
+        has_mlm = any(isinstance(h, MaskedLanguageModelingHead) for h in self.heads.values())
+        config["architectures"] = ["BertForMaskedLM" if has_mlm else "BertModel"]
+        config["minibert_heads"] = {name: head.describe() for name, head in self.heads.items()}
+        save_file(hf_state_dict(self), directory / "model.safetensors", metadata={"format": "pt"})
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory, **config_overrides):
+        """Build the model from `directory/config.json` and copy in its weights by name.
+
+        Heads described in config.json (written by save_pretrained) are rebuilt; a checkpoint
+        with the reference library's MLM weights (`cls.predictions.*`) gets a head named "mlm".
+        `config_overrides` change fields such as dropout or fused_attention.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"model directory {directory} does not exist")
+        config = BertConfig.from_json(directory / "config.json")
+        for key, value in config_overrides.items():
+            if not hasattr(config, key) or key == "extra":
+                raise ValueError(f"unknown config field {key!r}")
+            setattr(config, key, value)
+        config.validate()
+        weights = read_weights(directory)
+        model = cls(config)
+        head_descriptions = config.extra.get("minibert_heads")
+        if head_descriptions is None:
+            if any(k.startswith(("cls.predictions.", "bert.cls.predictions.")) for k in weights):
+                head_descriptions = {"mlm": {"type": "MaskedLanguageModelingHead"}}
+            else:
+                head_descriptions = {}
+        for name, description in head_descriptions.items():
+            model.add_head(name, build_head(config, description))
+        load_checkpoint_weights(model, weights, source=str(directory))
+        return model
