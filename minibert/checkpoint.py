@@ -1,0 +1,169 @@
+"""Checkpoints in the Hugging Face layout: one explicit map between their names and ours.
+
+A Hugging Face BERT directory holds `config.json` and `model.safetensors` (or the older
+`pytorch_model.bin`). Its tensor names follow the original TensorFlow code
+(`encoder.layer.3.attention.self.query.weight`); ours follow this package's modules
+(`encoder.layers.3.attention.query.weight`). `hf_name_map` lists every pair, so loading
+never guesses: a name that is not in the map is reported, never silently dropped.
+"""
+
+from pathlib import Path
+
+import torch
+
+from .heads import MaskedLanguageModelingHead
+from .safetensors import load_file
+
+# Names found in real checkpoints that no part of minibert uses: the position-id buffer,
+# the [CLS] pooler (trained for next-sentence prediction) and the NSP classifier.
+IGNORED_PREFIXES = ("embeddings.position_ids", "pooler.", "cls.seq_relationship.")
+
+
+def hf_name_map(config, mlm_head_name=None):
+    """{Hugging Face name (without the `bert.` prefix): minibert name} for every tensor.
+
+    >>> m = hf_name_map(BertConfig.from_preset("tiny"), "mlm")
+    >>> m["encoder.layer.1.attention.output.LayerNorm.weight"]
+    'encoder.layers.1.attention_norm.weight'
+    """
+    pairs = {
+        "embeddings.word_embeddings": "encoder.embeddings.word_embeddings",
+        "embeddings.position_embeddings": "encoder.embeddings.position_embeddings",
+        "embeddings.token_type_embeddings": "encoder.embeddings.token_type_embeddings",
+        "embeddings.LayerNorm": "encoder.embeddings.layer_norm",
+    }
+    for i in range(config.num_hidden_layers):
+        theirs, ours = f"encoder.layer.{i}", f"encoder.layers.{i}"
+        pairs.update({
+            f"{theirs}.attention.self.query": f"{ours}.attention.query",
+            f"{theirs}.attention.self.key": f"{ours}.attention.key",
+            f"{theirs}.attention.self.value": f"{ours}.attention.value",
+            f"{theirs}.attention.output.dense": f"{ours}.attention.output",
+            f"{theirs}.attention.output.LayerNorm": f"{ours}.attention_norm",
+            f"{theirs}.intermediate.dense": f"{ours}.feed_forward.up",
+            f"{theirs}.output.dense": f"{ours}.feed_forward.down",
+            f"{theirs}.output.LayerNorm": f"{ours}.feed_forward_norm",
+        })
+    if mlm_head_name is not None:
+        pairs.update({
+            "cls.predictions.transform.dense": f"heads.{mlm_head_name}.dense",
+            "cls.predictions.transform.LayerNorm": f"heads.{mlm_head_name}.layer_norm",
+        })
+    name_map = {}
+    for theirs, ours in pairs.items():
+        name_map[f"{theirs}.weight"] = f"{ours}.weight"
+        if theirs != "embeddings.word_embeddings" and not theirs.startswith(("embeddings.position", "embeddings.token")):
+            name_map[f"{theirs}.bias"] = f"{ours}.bias"
+    if mlm_head_name is not None:
+        name_map["cls.predictions.bias"] = f"heads.{mlm_head_name}.bias"
+    return name_map
+
+
+def normalize_hf_name(name):
+    """Undo the spellings that differ between checkpoint generations:
+    `bert.` prefix (task models) or none (BertModel), TF-era `LayerNorm.gamma/beta`, and
+    `cls.predictions.decoder.bias`, which is the same tensor as `cls.predictions.bias`."""
+    if name.startswith("bert."):
+        name = name[len("bert."):]
+    if name.endswith("LayerNorm.gamma"):
+        name = name[:-len("gamma")] + "weight"
+    elif name.endswith("LayerNorm.beta"):
+        name = name[:-len("beta")] + "bias"
+    if name == "cls.predictions.decoder.bias":
+        name = "cls.predictions.bias"
+    return name
+
+
+def read_weights(directory):
+    """The tensors of a model directory: model.safetensors, else pytorch_model.bin."""
+    directory = Path(directory)
+    if (directory / "model.safetensors").is_file():
+        return load_file(directory / "model.safetensors")
+    if (directory / "pytorch_model.bin").is_file():
+        # weights_only: a .bin is a pickle, and unpickling arbitrary objects runs code.
+        try:
+            return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{directory / 'pytorch_model.bin'} could not be read as plain tensors ({e}); "
+                             "re-save it as model.safetensors") from e
+    raise FileNotFoundError(f"{directory} has no model.safetensors or pytorch_model.bin; "
+                            "is it a model directory written by save_pretrained?")
+
+
+def mlm_head_names(model):
+    return [name for name, head in model.heads.items() if isinstance(head, MaskedLanguageModelingHead)]
+
+
+def load_checkpoint_weights(model, weights, source="checkpoint"):
+    """Copy `weights` (Hugging Face names, or minibert's `heads.*` names) into `model`.
+
+    Raises one ValueError naming every missing, unexpected and mis-shaped tensor.
+    Returns the list of names that were deliberately ignored (pooler, NSP ...).
+    """
+    mlm_heads = mlm_head_names(model)
+    name_map = hf_name_map(model.config, mlm_heads[0] if mlm_heads else None)
+    tied = {f"heads.{name}.decoder.weight" for name in mlm_heads}  # shares the word embeddings
+    expected = {k: v for k, v in model.state_dict().items() if k not in tied}
+
+    incoming, ignored, unexpected, decoder_weight = {}, [], [], None
+    for name, tensor in weights.items():
+        hf_name = normalize_hf_name(name)
+        if hf_name in name_map:
+            ours = name_map[hf_name]
+        elif name in expected and name.startswith("heads."):
+            ours = name
+        elif hf_name == "cls.predictions.decoder.weight":
+            decoder_weight = tensor  # older files store the tied matrix twice; checked below
+            continue
+        elif hf_name.startswith(IGNORED_PREFIXES):
+            ignored.append(name)
+            continue
+        else:
+            unexpected.append(name)
+            continue
+        if ours in incoming and not torch.equal(incoming[ours], tensor):
+            raise ValueError(f"{source}: two different tensors map to {ours!r} (one is {name!r})")
+        incoming[ours] = tensor
+
+    missing = sorted(set(expected) - set(incoming))
+    misshaped = [f"{k}: checkpoint {tuple(incoming[k].shape)} vs model {tuple(expected[k].shape)}"
+                 for k in sorted(incoming) if incoming[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        lines = [f"{source} does not fit this model ({model.config.num_hidden_layers} layers, "
+                 f"hidden {model.config.hidden_size}, vocab {model.config.vocab_size}):"]
+        for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("wrong shape", misshaped)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
+        lines.append("  Check that config.json belongs to these weights.")
+        raise ValueError("\n".join(lines))
+
+    word_embeddings = incoming["encoder.embeddings.word_embeddings.weight"]
+    if decoder_weight is not None and not torch.equal(decoder_weight, word_embeddings):
+        raise ValueError(f"{source}: cls.predictions.decoder.weight differs from the word embeddings; "
+                         "minibert ties the two, so this checkpoint cannot be loaded faithfully")
+    with torch.no_grad():
+        for name, tensor in incoming.items():
+            expected[name].copy_(tensor)
+    return ignored
+
+
+def hf_state_dict(model):
+    """The model's tensors under Hugging Face names (`bert.` prefix, `cls.predictions.*`),
+    plus minibert's other heads under `heads.<name>.*`. The tied decoder is not written:
+    the reference library re-ties it from the word embeddings when it loads."""
+    mlm_heads = mlm_head_names(model)
+    name_map = hf_name_map(model.config, mlm_heads[0] if mlm_heads else None)
+    ours_to_hf = {ours: theirs for theirs, ours in name_map.items()}
+    tied = {f"heads.{name}.decoder.weight" for name in mlm_heads}
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if name in tied:
+            continue
+        hf_name = ours_to_hf.get(name)
+        if hf_name is None:
+            out[name] = tensor  # a head only minibert knows
+        elif hf_name.startswith("cls."):
+            out[hf_name] = tensor
+        else:
+            out["bert." + hf_name] = tensor
+    return out

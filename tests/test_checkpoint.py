@@ -1,0 +1,241 @@
+"""Real checkpoints in and out, checked against the reference libraries.
+
+The central test of the project: all-MiniLM-L6-v2 loaded into our hand-written encoder
+gives the hidden states of `transformers.BertModel`, and random weights give the same MLM
+loss and the same gradient for every parameter as `transformers.BertForMaskedLM`.
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from minibert.checkpoint import hf_name_map, hf_state_dict, load_checkpoint_weights
+from minibert.config import BertConfig
+from minibert.heads import MaskedLanguageModelingHead, SentenceClassificationHead, TokenClassificationHead
+from minibert.safetensors import load_file, save_file
+from minibert.transformer_with_heads import TransformerWithHeads
+
+from conftest import odd_config, random_batch
+
+SENTENCES = [
+    "Cats love knocking things over.",
+    "Dogs are friendly animals.",
+    "A plane is taking off.",
+    "An air plane is taking off.",
+    "We prove that every permutation of a Cartesian product of two finite sets can be written "
+    "as a composition of three permutations.",
+    "The quick brown fox jumps over the lazy dog, doesn't it?",
+    "Café naïve résumé — déjà vu!",
+    "Transformers use self-attention ($\\alpha_{ij} = \\mathrm{softmax}(q_i k_j / \\sqrt{d})$).",
+    "東京は日本の首都です。",
+    "x",
+]
+
+
+def reference_config(config):
+    from transformers import BertConfig as ReferenceConfig
+    return ReferenceConfig(**{k: v for k, v in config.to_dict().items() if k != "fused_attention"})
+
+
+@pytest.fixture(scope="module")
+def minilm_pair(minilm_dir):
+    from transformers import BertModel, BertTokenizerFast
+    ours = TransformerWithHeads.from_pretrained(minilm_dir).eval()
+    reference = BertModel.from_pretrained(minilm_dir).eval()
+    batch = BertTokenizerFast.from_pretrained(minilm_dir)(SENTENCES, padding=True, return_tensors="pt")
+    return ours, reference, batch
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_minilm_hidden_states_match_transformers(minilm_pair, fused):
+    ours, reference, batch = minilm_pair
+    for layer in ours.encoder.layers:
+        layer.attention.fused = fused
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state
+        got = ours.get_encoder_output(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    real = batch["attention_mask"].bool()
+    assert (got[real] - expected[real]).abs().max() <= 1e-4
+    for layer in ours.encoder.layers:
+        layer.attention.fused = True
+
+
+def test_minilm_sentence_embeddings_match_sentence_transformers(minilm_dir):
+    from sentence_transformers import SentenceTransformer
+    from minibert.embedder import SentenceEmbedder
+    reference = SentenceTransformer(str(minilm_dir), device="cpu")
+    expected = torch.tensor(reference.encode(SENTENCES, batch_size=4))
+    got = torch.tensor(SentenceEmbedder.from_pretrained(minilm_dir).encode(SENTENCES, batch_size=3))
+    cosine = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    assert cosine.min() >= 0.99999
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_mlm_loss_and_every_gradient_match_transformers(fused):
+    from transformers import BertForMaskedLM
+    config = odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, fused_attention=fused)
+    torch.manual_seed(0)
+    reference = BertForMaskedLM(reference_config(config))
+    # Initial weights of some tensors are zeros or ones; perturb every tensor so a swapped
+    # name (query <-> key, two LayerNorms) cannot go unnoticed.
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ours = TransformerWithHeads(config)
+    ours.add_head("mlm", MaskedLanguageModelingHead(config))
+    load_checkpoint_weights(ours, reference.state_dict())
+
+    input_ids, attention_mask, token_type_ids = random_batch(config)
+    labels = torch.full_like(input_ids, -100)
+    chosen = attention_mask.bool() & (torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)) < 0.4)
+    labels[chosen] = input_ids[chosen]
+    labels[0, 1] = input_ids[0, 1]
+
+    expected_loss = reference(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids, labels=labels).loss
+    expected_loss.backward()
+    loss, _ = ours(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+    loss.backward()
+    assert torch.allclose(loss, expected_loss, rtol=1e-5)
+
+    name_map = hf_name_map(config, "mlm")
+    ours_params = dict(ours.named_parameters())
+    reference_params = dict(reference.named_parameters())
+    checked = 0
+    for hf_name, our_name in name_map.items():
+        reference_name = hf_name if hf_name.startswith("cls.") else "bert." + hf_name
+        g_ref, g_ours = reference_params[reference_name].grad, ours_params[our_name].grad
+        assert g_ref is not None and g_ours is not None, our_name
+        # The key bias's true gradient is zero (adding q.b_k to every score of a row leaves the
+        # softmax unchanged): both sides hold rounding noise there, hence the small absolute floor.
+        error = (g_ours - g_ref).norm()
+        assert error <= 1e-4 * g_ref.norm() + 1e-7, f"{our_name}: gradient error {error:.2e} vs norm {g_ref.norm():.2e}"
+        checked += 1
+    assert checked == len(list(ours.parameters()))  # every parameter, the tied one included
+
+
+def test_save_pretrained_loads_in_transformers(tmp_path):
+    from transformers import BertForMaskedLM
+    config = odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    ours = TransformerWithHeads(config)
+    ours.add_head("mlm", MaskedLanguageModelingHead(config))
+    ours.add_head("topic", SentenceClassificationHead(config, 3))
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ours.save_pretrained(tmp_path)
+    reference = BertForMaskedLM.from_pretrained(tmp_path).eval()
+    ours.eval()
+    input_ids, attention_mask, token_type_ids = random_batch(config)
+    with torch.no_grad():
+        expected = reference(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        got = ours(input_ids, attention_mask, token_type_ids, head="mlm")[1]
+        assert (got - expected).abs().max() <= 1e-5
+        # ... and minibert reads its own directory back, heads included.
+        back = TransformerWithHeads.from_pretrained(tmp_path).eval()
+        assert list(back.heads) == ["mlm", "topic"]
+        for name in ("mlm", "topic"):
+            assert torch.equal(back(input_ids, attention_mask, head=name)[1], ours(input_ids, attention_mask, head=name)[1])
+
+
+def test_pytorch_model_bin_and_old_layernorm_names(tmp_path):
+    """Older checkpoints: a pickled state dict (read with weights_only) and TF-era names."""
+    from transformers import BertForMaskedLM
+    config = odd_config()
+    torch.manual_seed(0)
+    reference = BertForMaskedLM(reference_config(config))
+    old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+           for k, v in reference.state_dict().items()}
+    torch.save(old, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(reference.config.to_dict()))
+    ours = TransformerWithHeads.from_pretrained(tmp_path)
+    assert "mlm" in ours.heads
+    words = reference.bert.embeddings.word_embeddings.weight
+    assert torch.equal(ours.encoder.embeddings.word_embeddings.weight, words)
+    assert torch.equal(ours.encoder.layers[1].feed_forward_norm.weight,
+                       reference.bert.encoder.layer[1].output.LayerNorm.weight)
+
+
+def test_a_pickle_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+    torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin")
+    odd_config().to_json(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="plain tensors"):
+        TransformerWithHeads.from_pretrained(tmp_path)
+
+
+@pytest.fixture
+def saved_tiny(tmp_path):
+    config = odd_config()
+    model = TransformerWithHeads(config)
+    model.add_head("tagging", TokenClassificationHead(config, 4))
+    model.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_missing_files_are_named(tmp_path, saved_tiny):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TransformerWithHeads.from_pretrained(tmp_path / "nowhere")
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    shutil.copy(saved_tiny / "config.json", no_weights)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+        TransformerWithHeads.from_pretrained(no_weights)
+    (saved_tiny / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        TransformerWithHeads.from_pretrained(saved_tiny)
+
+
+def test_corrupt_safetensors_is_a_clear_error(saved_tiny):
+    weights = saved_tiny / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        TransformerWithHeads.from_pretrained(saved_tiny)
+
+
+def test_wrong_shapes_missing_and_unexpected_keys_are_all_named(saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
+    config["intermediate_size"] = 40
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as error:
+        TransformerWithHeads.from_pretrained(saved_tiny)
+    message = str(error.value)
+    assert "wrong shape (6)" in message  # up.weight, up.bias, down.weight in 2 layers
+    assert "encoder.layers.0.feed_forward.up.weight: checkpoint (37, 32) vs model (40, 32)" in message
+
+    config["intermediate_size"] = 37
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    weights = load_file(saved_tiny / "model.safetensors")
+    weights.pop("bert.encoder.layer.1.attention.self.key.bias")
+    weights["bert.encoder.layer.7.attention.self.key.bias"] = torch.zeros(32)
+    save_file(weights, saved_tiny / "model.safetensors")
+    with pytest.raises(ValueError) as error:
+        TransformerWithHeads.from_pretrained(saved_tiny)
+    message = str(error.value)
+    assert "missing (1): encoder.layers.1.attention.key.bias" in message
+    assert "unexpected (1): bert.encoder.layer.7.attention.self.key.bias" in message
+
+
+def test_ignored_names_and_untied_decoder():
+    config = odd_config()
+    model = TransformerWithHeads(config)
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    weights = hf_state_dict(model)
+    weights["bert.pooler.dense.weight"] = torch.zeros(32, 32)
+    weights["bert.embeddings.position_ids"] = torch.arange(16)[None]
+    assert sorted(load_checkpoint_weights(model, weights)) == ["bert.embeddings.position_ids", "bert.pooler.dense.weight"]
+    weights["cls.predictions.decoder.weight"] = torch.randn(99, 32)
+    with pytest.raises(ValueError, match="differs from the word embeddings"):
+        load_checkpoint_weights(model, weights)
+
+
+def test_from_pretrained_config_overrides(saved_tiny):
+    model = TransformerWithHeads.from_pretrained(saved_tiny, fused_attention=False, hidden_dropout_prob=0.0)
+    assert model.encoder.layers[0].attention.fused is False
+    with pytest.raises(ValueError, match="unknown config field"):
+        TransformerWithHeads.from_pretrained(saved_tiny, hidden_sizes=3)
