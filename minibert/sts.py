@@ -1,0 +1,92 @@
+"""Semantic textual similarity: how well do cosine similarities of sentence embeddings
+rank sentence pairs the way people scored them?
+
+STS Benchmark (Cer et al. 2017): pairs scored 0-5 by annotators. The usual measure for
+embeddings is Spearman's rank correlation between cosine similarity and the gold score
+(x 100 in papers); the official one is Pearson's. Both are written here from their
+definitions, ties in Spearman getting the average of the ranks they span.
+"""
+
+import numpy as np
+
+from .paths import data_file
+
+
+def average_ranks(values):
+    """Ranks 1..n, tied values sharing the mean of their ranks.
+
+    >>> average_ranks(np.array([10, 20, 20, 5]))
+    array([2. , 3.5, 3.5, 1. ])
+    """
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    # Runs of equal values: [first, last) index pairs in sorted order.
+    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    run_starts = np.concatenate([[0], boundaries])
+    run_ends = np.concatenate([boundaries, [len(values)]])
+    for start, end in zip(run_starts, run_ends):
+        ranks[order[start:end]] = (start + 1 + end) / 2  # mean of ranks start+1 .. end
+    return ranks
+
+
+def pearson(x, y):
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError("pearson needs two sequences of the same length, at least 2")
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def spearman(x, y):
+    """Pearson correlation of the average ranks."""
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def read_sts(split="test", data_dir=None):
+    """-> (sentences1, sentences2, scores) of STS-B's sts-{split}.csv.
+
+    The files are tab-separated with stray quotes inside sentences, so each line is split
+    on tabs by hand (a CSV reader would swallow quotes). Some lines carry two extra
+    licence columns, hence the [:7].
+    """
+    path = data_file(f"sts/stsbenchmark/sts-{split}.csv", data_dir)
+    first, second, scores = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            columns = line.rstrip("\n").split("\t")[:7]
+            if len(columns) < 7:
+                raise ValueError(f"{path}:{line_number}: expected 7 tab-separated columns, got {len(columns)}")
+            scores.append(float(columns[4]))
+            first.append(columns[5].strip())
+            second.append(columns[6].strip())
+    return first, second, np.array(scores)
+
+
+def evaluate_sts(embedder, split="test", data_dir=None, batch_size=64):
+    """{"spearman": ..., "pearson": ..., "pairs": n} of cosine similarity vs gold score."""
+    first, second, gold = read_sts(split, data_dir)
+    a = embedder.encode(first, batch_size=batch_size, normalize=True)
+    b = embedder.encode(second, batch_size=batch_size, normalize=True)
+    cosine = (a * b).sum(axis=1)
+    return {"spearman": spearman(cosine, gold), "pearson": pearson(cosine, gold), "pairs": len(gold)}
+
+
+def main(argv=None):
+    import argparse
+    import json
+    from .embedder import SentenceEmbedder
+    parser = argparse.ArgumentParser(description="STS Benchmark evaluation of a model directory's embeddings.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args(argv)
+    result = evaluate_sts(SentenceEmbedder.from_pretrained(args.model), args.split, args.data_dir, args.batch_size)
+    print(json.dumps({"model": str(args.model), "split": args.split, **result}))
+
+
+if __name__ == "__main__":
+    main()
