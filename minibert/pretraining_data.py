@@ -1,0 +1,165 @@
+"""From a text corpus to batches of token ids for masked-language-model pretraining.
+
+1. `TokenizedCorpus.build`: tokenize every line (one document a line) once, and keep the
+   ids in a flat numpy memmap on disk, with the offset where each document starts. A
+   second run with the same corpus and vocabulary re-uses the cache; changing either
+   changes the cache key, so a stale cache is never read.
+2. `sequences`: cut each document into pieces of at most max_seq_len - 2 tokens, never
+   crossing a document boundary, so that [CLS] piece [SEP] fits. A document is cut into
+   equal pieces (300 tokens with room for 126 -> 100 + 100 + 100, not 126 + 126 + 48),
+   which keeps padding low when a batch is padded to its longest row.
+3. `batches`: the pieces in a seeded random order per epoch, padded into tensors.
+   The order depends only on (seed, epoch), so a resumed run sees the same batches.
+"""
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+CACHE_VERSION = 1
+
+
+def file_digest(paths, extra=b""):
+    """sha256 of the files' bytes (and `extra`): the identity of a corpus and a vocabulary."""
+    digest = hashlib.sha256(extra)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def read_documents(paths):
+    """Yield the non-empty lines of the corpus files, one document each."""
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    yield line
+
+
+class TokenizedCorpus:
+    """ids: flat array of every document's token ids (no specials); starts: (D + 1,) offsets."""
+
+    def __init__(self, ids, starts):
+        self.ids, self.starts = ids, starts
+
+    def __len__(self):
+        return len(self.starts) - 1
+
+    def document(self, index):
+        return self.ids[self.starts[index]:self.starts[index + 1]]
+
+    @classmethod
+    def build(cls, paths, tokenizer, cache_dir=".cache/corpus", vocab_path=None):
+        """Tokenize `paths` with `tokenizer`, or load the cached result."""
+        paths = [Path(p) for p in paths]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"corpus file {path} not found (set --data_dir or MINIBERT_DATA to the "
+                                        "folder holding pretraining/arxiv_abstracts.txt, or pass --corpus)")
+        vocab_bytes = "\n".join(tokenizer.ids_to_tokens[i] for i in range(tokenizer.vocab_size)).encode()
+        key = file_digest(paths, extra=vocab_bytes + json.dumps(
+            [CACHE_VERSION, tokenizer.do_lower_case, [p.name for p in paths]]).encode())
+        cache = Path(cache_dir) / key
+        if (cache / "done").is_file():
+            return cls.load(cache)
+
+        dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
+        total_bytes = sum(p.stat().st_size for p in paths)
+        ids, starts, written = [], [0], 0
+        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizing corpus") as bar:
+            for document in read_documents(paths):
+                token_ids = tokenizer.encode(document, add_special_tokens=False)
+                ids.append(np.asarray(token_ids, dtype=dtype))
+                written += len(token_ids)
+                starts.append(written)
+                bar.update(len(document.encode("utf-8")) + 1)
+        if written == 0:
+            raise ValueError(f"the corpus {[str(p) for p in paths]} holds no text")
+        cache.mkdir(parents=True, exist_ok=True)
+        memmap = np.lib.format.open_memmap(cache / "ids.npy", mode="w+", dtype=dtype, shape=(written,))
+        memmap[:] = np.concatenate(ids)
+        memmap.flush()
+        np.save(cache / "starts.npy", np.asarray(starts, dtype=np.int64))
+        (cache / "info.json").write_text(json.dumps({"files": [str(p) for p in paths], "tokens": written,
+                                                     "documents": len(starts) - 1}, indent=2))
+        (cache / "done").touch()  # written last: a crash mid-way leaves no half cache that looks whole
+        return cls.load(cache)
+
+    @classmethod
+    def load(cls, cache):
+        return cls(np.load(cache / "ids.npy", mmap_mode="r"), np.load(cache / "starts.npy"))
+
+    def split(self, held_out_fraction=0.01, seed=0):
+        """Two corpora, train and held out, by whole documents chosen at random."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_held_out = max(1, int(round(len(self) * held_out_fraction))) if len(self) > 1 else 0
+        return DocumentSubset(self, np.sort(order[n_held_out:])), DocumentSubset(self, np.sort(order[:n_held_out]))
+
+
+class DocumentSubset:
+    """Some documents of a TokenizedCorpus (train or held out)."""
+
+    def __init__(self, corpus, document_indices):
+        self.corpus, self.document_indices = corpus, document_indices
+
+    def __len__(self):
+        return len(self.document_indices)
+
+    def num_tokens(self):
+        starts = self.corpus.starts
+        return int((starts[self.document_indices + 1] - starts[self.document_indices]).sum())
+
+    def sequences(self, max_seq_len):
+        """(N, 2) array of (start, length) into corpus.ids: pieces of <= max_seq_len - 2 tokens."""
+        room = max_seq_len - 2  # [CLS] and [SEP]
+        if room < 1:
+            raise ValueError(f"max_seq_len must be at least 3, got {max_seq_len}")
+        starts = self.corpus.starts[self.document_indices]
+        lengths = self.corpus.starts[self.document_indices + 1] - starts
+        keep = lengths > 0
+        starts, lengths = starts[keep], lengths[keep]
+        pieces = -(-lengths // room)  # ceil: how many pieces each document needs
+        doc_of_piece = np.repeat(np.arange(len(starts)), pieces)
+        piece_in_doc = np.arange(len(doc_of_piece)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        # Equal cuts: piece k of a document spans [k * L / p, (k + 1) * L / p).
+        L, p = lengths[doc_of_piece], pieces[doc_of_piece]
+        begin = (piece_in_doc * L) // p
+        end = ((piece_in_doc + 1) * L) // p
+        return np.stack([starts[doc_of_piece] + begin, end - begin], axis=1)
+
+
+def collate(corpus_ids, sequences, cls_id, sep_id, pad_id):
+    """Rows of (start, length) -> input_ids and attention_mask, padded to the longest row."""
+    T = int(sequences[:, 1].max()) + 2
+    input_ids = np.full((len(sequences), T), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), T), dtype=np.int64)
+    for row, (start, length) in enumerate(sequences):
+        input_ids[row, 0] = cls_id
+        input_ids[row, 1:length + 1] = corpus_ids[start:start + length]
+        input_ids[row, length + 1] = sep_id
+        attention_mask[row, :length + 2] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+
+
+@functools.lru_cache(maxsize=2)  # every step of an epoch asks for the same shuffle
+def epoch_order(num_sequences, seed, epoch):
+    return np.random.default_rng([seed, epoch]).permutation(num_sequences)
+
+
+def batch_at(step, sequences, batch_size, seed):
+    """The sequences of global step `step`: epochs of seeded shuffles laid end to end, so a
+    step number alone says which data comes next (what makes resume exact)."""
+    per_epoch = len(sequences) // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"only {len(sequences)} sequences, fewer than one batch of {batch_size}")
+    epoch, index = divmod(step, per_epoch)
+    order = epoch_order(len(sequences), seed, epoch)
+    return sequences[order[index * batch_size:(index + 1) * batch_size]], epoch

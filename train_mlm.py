@@ -1,0 +1,298 @@
+"""Pretrain a BERT encoder with masked language modelling, from a text corpus to ./base-transformer.
+
+    python train_mlm.py                                    # mini preset on the arXiv corpus
+    python train_mlm.py --preset=tiny --max_steps=200 --corpus_lines=2000
+    python train_mlm.py --max_minutes=60                   # a time budget instead of a step count
+    python train_mlm.py --resume=true                      # continue from run_dir/checkpoint.pt
+
+Every setting below can be overridden with --key=value (python train_mlm.py --help lists
+them); unknown keys and values of the wrong type are errors. The loop is flat on purpose:
+read it top to bottom, set a breakpoint anywhere.
+"""
+
+import csv
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from minibert.config import BertConfig
+from minibert.heads import MaskedLanguageModelingHead
+from minibert.masking import Masker
+from minibert.overrides import parse_overrides
+from minibert.paths import data_file
+from minibert.plots import plot_training_log
+from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
+from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
+from minibert.transformer_with_heads import TransformerWithHeads
+
+DEFAULTS = dict(
+    # data
+    data_dir=None,            # folder holding pretraining/arxiv_abstracts.txt (else $MINIBERT_DATA, ../shared/data)
+    corpus=None,              # comma-separated text files, one document a line (default: the arXiv corpus)
+    corpus_lines=0,           # use only the first N documents (0 = all); the cache is per slice
+    held_out_fraction=0.01,   # documents kept aside for evaluation
+    max_seq_len=128,
+    # tokenizer
+    vocab=None,               # a directory with vocab.txt; none = train a WordPiece vocabulary first
+    vocab_size=30522,
+    # model
+    preset="mini",
+    # masking
+    mask_rate=0.15,
+    masking="exact",          # exact | whole_word | bernoulli
+    # optimisation
+    batch_size=32,
+    learning_rate=5e-4,
+    weight_decay=0.01,
+    beta1=0.9,
+    beta2=0.98,
+    grad_clip=1.0,
+    warmup_fraction=0.05,     # of the run (steps, or time with max_minutes)
+    schedule="linear",        # linear | cosine decay after warm-up
+    max_steps=20000,
+    max_minutes=0.0,          # > 0: stop after this much training time; the schedule follows it
+    stop_at_step=0,           # > 0: end this run after that step, as an interruption would
+    # bookkeeping
+    eval_every=250,
+    eval_batches=20,
+    checkpoint_every=250,
+    run_dir="runs/mlm",
+    out_dir="base-transformer",
+    resume=False,
+    seed=1337,
+    device="auto",            # auto | cpu | cuda | mps
+    compile=False,
+    threads=0,                # torch CPU threads (0 = torch's choice)
+)
+
+
+def pick_device(name):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def learning_rate_at(progress, s):
+    """Linear warm-up to the peak, then linear or cosine decay to zero; progress in [0, 1]."""
+    if progress < s["warmup_fraction"]:
+        return s["learning_rate"] * progress / s["warmup_fraction"]
+    decay = (progress - s["warmup_fraction"]) / max(1e-12, 1 - s["warmup_fraction"])
+    decay = min(1.0, decay)
+    if s["schedule"] == "cosine":
+        return s["learning_rate"] * 0.5 * (1 + math.cos(math.pi * decay))
+    return s["learning_rate"] * (1 - decay)
+
+
+def optimizer_groups(model, weight_decay):
+    """Matrices and embeddings decay; biases and LayerNorm weights (dim < 2) do not."""
+    params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix appears once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    print(f"optimizer: {len(decay)} tensors ({sum(p.numel() for p in decay):,} params) with weight decay, "
+          f"{len(no_decay)} tensors ({sum(p.numel() for p in no_decay):,} params) without")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def rng_states():
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path, checkpoint):
+    """Write to a temporary file, then rename: a crash mid-write never corrupts the last one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
+    """Held-out MLM loss and accuracy, on the same batches and masks every time."""
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    generator = torch.Generator().manual_seed(s["seed"] + 1)
+    for index in range(min(s["eval_batches"], math.ceil(len(sequences) / s["batch_size"]))):
+        rows = sequences[index * s["batch_size"]:(index + 1) * s["batch_size"]]
+        input_ids, attention_mask = collate(corpus_ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                            tokenizer.pad_token_id)
+        masked_ids, labels = masker(input_ids, generator)
+        loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
+        n = int((labels != -100).sum())
+        total_loss += loss.item() * n
+        correct += int((logits.argmax(-1).cpu() == labels[labels != -100]).sum())
+        count += n
+    model.train()
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+def main(argv=None):
+    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    if s["masking"] not in Masker.STRATEGIES or s["schedule"] not in ("linear", "cosine"):
+        raise ValueError(f"--masking must be one of {Masker.STRATEGIES}, --schedule linear or cosine")
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    checkpoint = None
+    if s["resume"]:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume=true but there is no {checkpoint_path}")
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        kept = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
+                "device", "threads", "compile", "out_dir")  # may change between a run and its resume
+        changed = {k: (checkpoint["settings"][k], s[k]) for k in s if k not in kept and checkpoint["settings"].get(k) != s[k]}
+        if changed:
+            raise ValueError(f"--resume with different settings than the checkpoint: {changed}")
+    torch.manual_seed(s["seed"])
+    device = pick_device(s["device"])
+
+    # ---- corpus and tokenizer ----
+    corpus_files = [Path(p) for p in s["corpus"].split(",")] if s["corpus"] else \
+        [data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])]
+    if s["corpus_lines"]:
+        # A slice of the corpus is its own small file under .cache, so its tokens cache apart.
+        slice_path = Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"
+        if not slice_path.is_file():
+            slice_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(corpus_files[0], encoding="utf-8") as f, open(slice_path.with_suffix(".tmp"), "w") as out:
+                for _, line in zip(range(s["corpus_lines"]), f):
+                    out.write(line)
+            os.replace(slice_path.with_suffix(".tmp"), slice_path)
+        corpus_files = [slice_path]
+    tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
+    if not (tokenizer_dir / "vocab.txt").is_file():
+        if s["vocab"]:
+            raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
+        print(f"training a WordPiece vocabulary of {s['vocab_size']} on {[str(p) for p in corpus_files]}")
+        tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"])
+        tokenizer.save_pretrained(tokenizer_dir)
+    tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
+    corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+    train_docs, held_out_docs = corpus.split(s["held_out_fraction"], seed=s["seed"])
+    train_sequences = train_docs.sequences(s["max_seq_len"])
+    held_out_sequences = held_out_docs.sequences(s["max_seq_len"])
+    print(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
+          f"sequences, held out {len(held_out_sequences):,} (max_seq_len {s['max_seq_len']})")
+
+    # ---- model and optimiser ----
+    config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                    max_position_embeddings=max(512, s["max_seq_len"]))
+    model = TransformerWithHeads(config)
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    model.to(device)
+    print(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
+    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"]), lr=s["learning_rate"],
+                                  betas=(s["beta1"], s["beta2"]), fused=device.type == "cuda")
+    masker = Masker.for_tokenizer(tokenizer, rate=s["mask_rate"], strategy=s["masking"])
+    step, elapsed = 0, 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, elapsed = checkpoint["step"], checkpoint["elapsed"]
+        set_rng_states(checkpoint["rng"])
+        print(f"resumed from {checkpoint_path} at step {step}")
+    train_model = torch.compile(model) if s["compile"] else model
+
+    log_path = run_dir / "log.csv"
+    columns = ["step", "tokens", "elapsed_s", "learning_rate", "train_loss", "eval_loss", "eval_accuracy", "tokens_per_s"]
+    if checkpoint is None or not log_path.is_file():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(columns)
+    tokens_seen = checkpoint["tokens"] if checkpoint else 0
+
+    def write_checkpoint():
+        save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+            "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states()})
+
+    def progress():
+        by_steps = step / s["max_steps"]
+        by_time = elapsed / (60 * s["max_minutes"]) if s["max_minutes"] > 0 else 0.0
+        return max(by_steps, by_time)
+
+    # ---- the loop ----
+    model.train()
+    bar = tqdm(total=s["max_steps"], initial=step, desc="pretraining", unit="step", dynamic_ncols=True)
+    recent_loss, recent_tokens, recent_time = [], 0, 0.0
+    try:
+        while progress() < 1.0:
+            started = time.perf_counter()
+            lr = learning_rate_at(progress(), s)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            rows, epoch = batch_at(step, train_sequences, s["batch_size"], s["seed"])
+            input_ids, attention_mask = collate(corpus.ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                                tokenizer.pad_token_id)
+            # The masks of step n depend only on (seed, n): a resumed run masks the same way.
+            masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(s["seed"] * 1_000_003 + step))
+            loss, _ = train_model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            batch_tokens = int(attention_mask.sum())
+            tokens_seen += batch_tokens
+            duration = time.perf_counter() - started
+            elapsed += duration
+            recent_loss.append(loss.item())
+            recent_tokens += batch_tokens
+            recent_time += duration
+            bar.update(1)
+            bar.set_postfix(loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}", epoch=epoch)
+
+            last_step = progress() >= 1.0 or step == s["stop_at_step"]
+            if step % s["eval_every"] == 0 or last_step:
+                eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device)
+                row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
+                       f"{eval_loss:.4f}", f"{eval_accuracy:.4f}", f"{recent_tokens / recent_time:.0f}"]
+                with open(log_path, "a", newline="") as f:
+                    csv.writer(f).writerow(row)
+                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, held-out loss {eval_loss:.3f}, "
+                           f"accuracy {eval_accuracy:.3f}, {recent_tokens / recent_time:.0f} tokens/s")
+                plot_training_log(log_path, run_dir / "loss.png", title=f"MLM pretraining ({s['preset']})")
+                recent_loss, recent_tokens, recent_time = [], 0, 0.0
+            if step % s["checkpoint_every"] == 0 or last_step:
+                write_checkpoint()
+            if step == s["stop_at_step"]:
+                print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+                return None
+    except KeyboardInterrupt:
+        write_checkpoint()
+        print(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        raise
+    finally:
+        bar.close()
+
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    print(f"done: {step} steps, {tokens_seen:,} tokens in {elapsed / 60:.1f} min "
+          f"({tokens_seen / max(elapsed, 1e-9):.0f} tokens/s). Model written to {out_dir}/, "
+          f"log {log_path}, curve {run_dir / 'loss.png'}")
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()
