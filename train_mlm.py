@@ -13,7 +13,6 @@ read it top to bottom, set a breakpoint anywhere.
 import csv
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -73,59 +74,6 @@ DEFAULTS = dict(
 )
 
 
-def pick_device(name):
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def learning_rate_at(progress, s):
-    """Linear warm-up to the peak, then linear or cosine decay to zero; progress in [0, 1]."""
-    if progress < s["warmup_fraction"]:
-        return s["learning_rate"] * progress / s["warmup_fraction"]
-    decay = (progress - s["warmup_fraction"]) / max(1e-12, 1 - s["warmup_fraction"])
-    decay = min(1.0, decay)
-    if s["schedule"] == "cosine":
-        return s["learning_rate"] * 0.5 * (1 + math.cos(math.pi * decay))
-    return s["learning_rate"] * (1 - decay)
-
-
-def optimizer_groups(model, weight_decay):
-    """Matrices and embeddings decay; biases and LayerNorm weights (dim < 2) do not."""
-    params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix appears once
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    print(f"optimizer: {len(decay)} tensors ({sum(p.numel() for p in decay):,} params) with weight decay, "
-          f"{len(no_decay)} tensors ({sum(p.numel() for p in no_decay):,} params) without")
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def rng_states():
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states):
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_checkpoint(path, checkpoint):
-    """Write to a temporary file, then rename: a crash mid-write never corrupts the last one."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
     """Held-out MLM loss and accuracy, on the same batches and masks every time."""
@@ -148,23 +96,15 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    if s["masking"] not in Masker.STRATEGIES or s["schedule"] not in ("linear", "cosine"):
-        raise ValueError(f"--masking must be one of {Masker.STRATEGIES}, --schedule linear or cosine")
+    if s["masking"] not in Masker.STRATEGIES:
+        raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
+    learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / "checkpoint.pt"
-    checkpoint = None
-    if s["resume"]:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume=true but there is no {checkpoint_path}")
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        kept = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
-                "device", "threads", "compile", "out_dir")  # may change between a run and its resume
-        changed = {k: (checkpoint["settings"][k], s[k]) for k in s if k not in kept and checkpoint["settings"].get(k) != s[k]}
-        if changed:
-            raise ValueError(f"--resume with different settings than the checkpoint: {changed}")
+    checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
     torch.manual_seed(s["seed"])
     device = pick_device(s["device"])
 
@@ -228,9 +168,7 @@ def main(argv=None):
             "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states()})
 
     def progress():
-        by_steps = step / s["max_steps"]
-        by_time = elapsed / (60 * s["max_minutes"]) if s["max_minutes"] > 0 else 0.0
-        return max(by_steps, by_time)
+        return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
 
     # ---- the loop ----
     model.train()
@@ -239,9 +177,8 @@ def main(argv=None):
     try:
         while progress() < 1.0:
             started = time.perf_counter()
-            lr = learning_rate_at(progress(), s)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = learning_rate_at(progress(), s["learning_rate"], s["warmup_fraction"], s["schedule"])
+            set_learning_rate(optimizer, lr)
             rows, epoch = batch_at(step, train_sequences, s["batch_size"], s["seed"])
             input_ids, attention_mask = collate(corpus.ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                                 tokenizer.pad_token_id)

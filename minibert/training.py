@@ -1,0 +1,98 @@
+"""The small pieces every training script shares: the device, the learning-rate schedule,
+optimizer groups, RNG states and atomic checkpoints. The loops themselves stay in the
+scripts (train_mlm.py, train_embedder.py, train_mtl.py), flat and readable."""
+
+import math
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def pick_device(name="auto"):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def learning_rate_at(progress, peak, warmup_fraction, schedule="linear"):
+    """Linear warm-up to `peak`, then linear or cosine decay to zero; progress in [0, 1]."""
+    if schedule not in ("linear", "cosine"):
+        raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+    if progress < warmup_fraction:
+        return peak * progress / warmup_fraction
+    decay = min(1.0, (progress - warmup_fraction) / max(1e-12, 1 - warmup_fraction))
+    if schedule == "cosine":
+        return peak * 0.5 * (1 + math.cos(math.pi * decay))
+    return peak * (1 - decay)
+
+
+def run_progress(step, max_steps, elapsed_s, max_minutes):
+    """How far a run is, in [0, 1]: by steps, or by training time when a budget is set,
+    whichever is further. The schedule follows it, so a time-budgeted run still decays."""
+    by_steps = step / max_steps
+    by_time = elapsed_s / (60 * max_minutes) if max_minutes > 0 else 0.0
+    return max(by_steps, by_time)
+
+
+def optimizer_groups(model, weight_decay, verbose=True):
+    """Matrices and embeddings decay; biases and LayerNorm weights (dim < 2) do not."""
+    params = [p for p in model.parameters() if p.requires_grad]  # a tied matrix appears once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    if verbose:
+        print(f"optimizer: {len(decay)} tensors ({sum(p.numel() for p in decay):,} params) with weight decay, "
+              f"{len(no_decay)} tensors ({sum(p.numel() for p in no_decay):,} params) without")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def set_learning_rate(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def rng_states():
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path, checkpoint):
+    """Write to a temporary file, then rename: a crash mid-write never corrupts the last one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, settings, may_change=()):
+    """The checkpoint dict at `path`, after checking that the settings it was written with
+    match `settings` (except the keys in `may_change`): resuming with other settings
+    would silently train something else."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume=true but there is no {path}")
+    # weights_only=False: our own file, holding numpy and Python RNG states next to tensors.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    changed = {k: (checkpoint["settings"].get(k), v) for k, v in settings.items()
+               if k not in may_change and checkpoint["settings"].get(k) != v}
+    if changed:
+        raise ValueError(f"--resume with different settings than the checkpoint (old, new): {changed}")
+    return checkpoint
+
+
+# Settings that may differ between a run and its resumption.
+RESUMABLE = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
+             "device", "threads", "compile", "out_dir")
