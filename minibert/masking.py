@@ -112,6 +112,5 @@ class Masker:
     def for_tokenizer(cls, tokenizer, **kwargs):
         """A Masker that knows the tokenizer's special and '##' ids."""
         continuation_ids = [i for token, i in tokenizer.vocab.items() if token.startswith("##")]
-        special_ids = [tokenizer.vocab[t] for t in tokenizer.special_tokens if t in tokenizer.vocab]
-        return cls(tokenizer.vocab_size, special_ids, tokenizer.mask_token_id,
+        return cls(tokenizer.vocab_size, tokenizer.all_special_ids, tokenizer.mask_token_id,
                    continuation_ids=continuation_ids, **kwargs)
