@@ -1,0 +1,150 @@
+"""Sentences in, vectors out: tokenizer + encoder + mean pooling (+ L2 normalisation).
+
+This is what sentence-transformers does for all-MiniLM-L6-v2 (its modules.json reads
+Transformer -> Pooling(mean) -> Normalize), written with minibert's own parts:
+
+    embedder = SentenceEmbedder.from_pretrained("base-transformer")
+    vectors = embedder.encode(["A plane is taking off.", "An air plane is taking off."])
+    vectors @ vectors.T   # cosine similarities, since the rows have unit length
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .heads import mean_pool
+from .tokenizer import WordPieceTokenizer
+from .transformer_with_heads import TransformerWithHeads
+
+
+class SentenceEmbedder:
+
+    def __init__(self, model, tokenizer, max_length=None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length or model.config.max_position_embeddings
+
+    @classmethod
+    def from_pretrained(cls, directory, max_length=None):
+        """A model directory with config.json, model.safetensors and vocab.txt. A
+        sentence-transformers directory also names its max_seq_length, which is used."""
+        directory = Path(directory)
+        model = TransformerWithHeads.from_pretrained(directory)
+        tokenizer = WordPieceTokenizer.from_pretrained(directory)
+        sbert_config = directory / "sentence_bert_config.json"
+        if max_length is None and sbert_config.is_file():
+            max_length = json.loads(sbert_config.read_text()).get("max_seq_length")
+        return cls(model, tokenizer, max_length)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, sentences, batch_size=32, normalize=True, show_progress=False):
+        """-> numpy array (N, H), one row per sentence, in the order given.
+
+        Sentences are batched by length so that a batch holds little padding; padding
+        does not change a sentence's vector (mean pooling ignores it), only the cost.
+        """
+        if isinstance(sentences, str):
+            raise ValueError("encode takes a list of sentences; wrap a single one in a list")
+        sentences = list(sentences)
+        if not sentences:
+            return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+        self.model.eval()
+        # Character length is a cheap stand-in for token length when grouping.
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        out = np.zeros((len(sentences), self.model.config.hidden_size), dtype=np.float32)
+        starts = range(0, len(order), batch_size)
+        if show_progress:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="encoding", unit="batch")
+        for start in starts:
+            index = order[start:start + batch_size]
+            batch = self.tokenizer([sentences[i] for i in index], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            hidden_states = self.model.get_encoder_output(**batch)  # (b, T, H)
+            pooled = mean_pool(hidden_states, batch["attention_mask"])  # (b, H)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+            out[index] = pooled.float().cpu().numpy()
+        return out
+
+    def similarity(self, sentences_a, sentences_b=None):
+        """Cosine similarity matrix between two lists (or a list and itself)."""
+        a = self.encode(sentences_a, normalize=True)
+        b = a if sentences_b is None else self.encode(sentences_b, normalize=True)
+        return a @ b.T
+
+
+# The seed's examples: two about pets, two about markets, two near-paraphrases.
+EXAMPLE_SENTENCES = [
+    "Cats love knocking things over.",
+    "Dogs are friendly animals.",
+    "The stock market fell sharply today.",
+    "Investors worried about falling share prices.",
+    "A plane is taking off.",
+    "An air plane is taking off.",
+]
+
+# Sentences from a few themes, for the 2-D map: a good embedder puts each theme in its own region.
+THEMES = {
+    "animals": ["Cats love knocking things over.", "Dogs are friendly animals.",
+                "The kitten chased a ball of wool.", "A horse galloped across the field."],
+    "finance": ["The stock market fell sharply today.", "Investors worried about falling share prices.",
+                "The central bank raised interest rates.", "Bond yields climbed after the report."],
+    "physics": ["The electron spin couples to the magnetic field.", "We measure the quantum phase transition.",
+                "Photons are emitted by the excited atoms.", "The fluid becomes turbulent at high Reynolds number."],
+    "computing": ["The algorithm sorts the list in linear time.", "We train a neural network on the dataset.",
+                  "The compiler optimises the inner loop.", "Packets are routed through the network."],
+    "food": ["She baked fresh bread this morning.", "The soup needs more salt.",
+             "We grilled vegetables for dinner.", "He makes pasta from scratch."],
+}
+
+
+def print_similarities(embedder, sentences):
+    similarity = embedder.similarity(sentences)
+    width = max(len(s) for s in sentences)
+    print("cosine similarity")
+    for i, sentence in enumerate(sentences):
+        print(f"  [{i}] {sentence:{width}s} " + " ".join(f"{similarity[i, j]:5.2f}" for j in range(len(sentences))))
+    return similarity
+
+
+def plot_themes(embedder, png_path, title):
+    from .plots import plot_projection
+    sentences = [s for group in THEMES.values() for s in group]
+    groups = [name for name, group in THEMES.items() for _ in group]
+    return plot_projection(embedder.encode(sentences), groups, sentences, png_path, title=title)
+
+
+def main(argv=None):
+    import argparse
+    import json
+    from .sts import evaluate_sts
+    parser = argparse.ArgumentParser(description="Sentence embeddings of a model directory: cosine similarities "
+                                                 "of example sentences, a 2-D map of themed sentences, STS-B scores.")
+    parser.add_argument("--model", required=True, help="directory with config.json, model.safetensors, vocab.txt")
+    parser.add_argument("--plot", default=None, help="write the PCA map of themed sentences to this PNG")
+    parser.add_argument("--sts", default=None, choices=["train", "dev", "test"], help="evaluate on this STS-B split")
+    parser.add_argument("--data_dir", default=None, help="folder holding sts/stsbenchmark (default: MINIBERT_DATA)")
+    parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the seed's examples)")
+    args = parser.parse_args(argv)
+    embedder = SentenceEmbedder.from_pretrained(args.model)
+    print(f"model: {args.model}")
+    print_similarities(embedder, args.sentences or EXAMPLE_SENTENCES)
+    if args.plot:
+        print(f"2-D projection written to {plot_themes(embedder, args.plot, f'{Path(args.model).name}: PCA of mean-pooled embeddings')}")
+    if args.sts:
+        result = evaluate_sts(embedder, args.sts, args.data_dir)
+        print(f"STS-B {args.sts}: Spearman x 100 = {100 * result['spearman']:.2f}, "
+              f"Pearson x 100 = {100 * result['pearson']:.2f} ({result['pairs']} pairs)")
+        print(json.dumps({"model": str(args.model), "split": args.sts, **result}))
+
+
+if __name__ == "__main__":
+    main()

