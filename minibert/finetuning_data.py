@@ -1,0 +1,223 @@
+"""The two fine-tuning tasks, from files to model inputs and back.
+
+Sentence classification (arXiv10): title + abstract -> one of 10 arXiv categories.
+Token classification (SciERC): each word -> a BIO entity tag (Task, Method, Metric,
+Material, OtherScientificTerm, Generic).
+
+The subtle part is the word <-> sub-word alignment. WordPiece cuts "segmentation" into
+"segment", "##ation"; the label belongs to the word, so the first piece carries it and
+the others get -100, which the loss ignores. Predictions go the other way: a word's tag
+is the tag predicted at its first piece. A sentence longer than the model's window is cut
+into word windows that fit, never mid-word, so no gold word goes unscored.
+
+    python -m minibert.finetuning_data          # print a sample of each task, aligned
+"""
+
+import json
+from dataclasses import dataclass
+
+from .paths import data_file
+
+# ---------------------------------------------------------------------------- reading
+
+
+def iob1_to_bio(tags):
+    """IOB1 (an entity starts with I-, B- only where two of one type touch) -> BIO (IOB2:
+    every entity starts with B-). The spans are the same; BIO is what the head learns.
+
+    >>> iob1_to_bio(["I-Task", "I-Task", "O", "I-Method", "B-Method", "I-Method"])
+    ['B-Task', 'I-Task', 'O', 'B-Method', 'B-Method', 'I-Method']
+    """
+    bio, previous_type = [], None
+    for tag in tags:
+        prefix, _, kind = tag.partition("-")
+        if prefix == "I" and kind != previous_type:
+            tag = f"B-{kind}"
+        bio.append(tag)
+        previous_type = kind if prefix in ("B", "I") else None
+    return bio
+
+
+def read_conll(path, token_column=0, tag_column=-1, scheme="iob1"):
+    """A CoNLL file -> list of (words, tags) sentences. Blank lines end sentences;
+    -DOCSTART- lines are skipped. scheme="iob1" converts to BIO, "bio" keeps the tags."""
+    if scheme not in ("iob1", "bio"):
+        raise ValueError(f"scheme must be 'iob1' or 'bio', got {scheme!r}")
+    sentences, words, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            columns = line.split()
+            if not columns or columns[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, iob1_to_bio(tags) if scheme == "iob1" else tags))
+                words, tags = [], []
+                continue
+            try:
+                words.append(columns[token_column])
+                tags.append(columns[tag_column])
+            except IndexError:
+                raise ValueError(f"{path}:{line_number}: expected a token and a tag column, got {line!r}") from None
+    if words:
+        sentences.append((words, iob1_to_bio(tags) if scheme == "iob1" else tags))
+    return sentences
+
+
+def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", separator=". "):
+    """A JSON Lines file -> (texts, labels); several text fields are joined by `separator`."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            missing = [k for k in (*text_fields, label_field) if k not in record]
+            if missing:
+                raise ValueError(f"{path}:{line_number}: the record has no field {missing}")
+            texts.append(separator.join(str(record[k]).strip() for k in text_fields))
+            labels.append(record[label_field])
+    return texts, labels
+
+
+def arxiv10(split, data_dir=None):
+    return read_jsonl(data_file(f"classification/arxiv10/{split}.jsonl", data_dir))
+
+
+def scierc(split, data_dir=None):
+    return read_conll(data_file(f"ner/scierc/conll/{split}.txt", data_dir), scheme="iob1")
+
+
+class LabelMap:
+    """Label names <-> ids, built from the training labels in sorted order (so the same
+    data always gives the same ids) and saved with the model."""
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.ids = {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def from_labels(cls, labels):
+        return cls(sorted(set(labels)))
+
+    @classmethod
+    def from_bio_tags(cls, tags):
+        """"O" plus B- and I- of every entity type seen: a type whose entities are all one
+        word long in the training data still needs its I- tag for longer ones elsewhere."""
+        types = {tag.partition("-")[2] for tag in tags if tag != "O"}
+        return cls(["O"] + sorted(f"{prefix}-{kind}" for kind in types for prefix in "BI"))
+
+    def encode(self, label):
+        if label not in self.ids:
+            raise ValueError(f"label {label!r} was not in the training data; known: {self.names}")
+        return self.ids[label]
+
+    def decode(self, index):
+        return self.names[index]
+
+    def __len__(self):
+        return len(self.names)
+
+
+# ----------------------------------------------------------------------- aligning
+
+
+@dataclass
+class TaggedWindow:
+    """Part of a sentence that fits the model: words[start:end] of sentence `sentence`."""
+    sentence: int
+    start: int
+    end: int
+    input_ids: list
+    labels: list       # per position: the word's tag id at its first piece, else -100
+    word_ids: list     # per position: index of the word within the sentence, or None
+
+
+def word_windows(piece_counts, room):
+    """Cut a sentence into consecutive word ranges whose pieces fit in `room`.
+
+    >>> word_windows([2, 3, 1, 4], room=5)
+    [(0, 2), (2, 4)]
+    A single word longer than the room gets a window of its own and is truncated to it
+    (its first piece, the one that carries the label, is always kept).
+    """
+    windows, start, used = [], 0, 0
+    for index, count in enumerate(piece_counts):
+        if used + count > room and index > start:
+            windows.append((start, index))
+            start, used = index, 0
+        used += count
+    if start < len(piece_counts):
+        windows.append((start, len(piece_counts)))
+    return windows
+
+
+def encode_tagged(sentences, tokenizer, label_map, max_length):
+    """(words, tags) sentences -> TaggedWindows of at most max_length positions."""
+    room = max_length - 2  # [CLS] and [SEP]
+    windows = []
+    for sentence_index, (words, tags) in enumerate(sentences):
+        piece_ids = [tokenizer.encode(word, add_special_tokens=False) for word in words]
+        for start, end in word_windows([len(p) for p in piece_ids], room):
+            input_ids, labels, word_ids = [tokenizer.cls_token_id], [-100], [None]
+            for word in range(start, end):
+                for k, piece in enumerate(piece_ids[word][:room]):
+                    input_ids.append(piece)
+                    labels.append(label_map.encode(tags[word]) if k == 0 else -100)
+                    word_ids.append(word)
+            input_ids, labels, word_ids = input_ids[:room + 1], labels[:room + 1], word_ids[:room + 1]
+            input_ids.append(tokenizer.sep_token_id)
+            labels.append(-100)
+            word_ids.append(None)
+            windows.append(TaggedWindow(sentence_index, start, end, input_ids, labels, word_ids))
+    return windows
+
+
+def words_from_predictions(sentences, windows, window_predictions, label_map, fallback="O"):
+    """Per-position predicted ids of each window -> per-word tag lists for every sentence.
+
+    A word gets the tag predicted at its first piece. A word with no piece at all (text
+    that normalises to nothing, such as a lone control character) gets `fallback`; the
+    count of such words is returned so it can be reported rather than hidden.
+    """
+    predicted = [[None] * len(words) for words, _ in sentences]
+    for window, predictions in zip(windows, window_predictions):
+        seen = set()
+        for position, word in enumerate(window.word_ids):
+            if word is not None and word not in seen:
+                predicted[window.sentence][word] = label_map.decode(int(predictions[position]))
+                seen.add(word)
+    unaligned = sum(tag is None for tags in predicted for tag in tags)
+    return [[tag if tag is not None else fallback for tag in tags] for tags in predicted], unaligned
+
+
+# ------------------------------------------------------------------------ sample
+
+
+def main(argv=None):
+    import argparse
+    from .tokenizer import WordPieceTokenizer
+    parser = argparse.ArgumentParser(description="Print a sample of each fine-tuning task, tokenized and aligned.")
+    parser.add_argument("--vocab", required=True, help="a directory with vocab.txt")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--max_length", type=int, default=128)
+    args = parser.parse_args(argv)
+    tokenizer = WordPieceTokenizer.from_pretrained(args.vocab)
+
+    texts, labels = arxiv10("train", args.data_dir)
+    print(f"arXiv10 train: {len(texts):,} papers, {len(set(labels))} labels")
+    for text, label in list(zip(texts, labels))[:2]:
+        pieces = tokenizer.tokenize(text)
+        print(f"  label {label!r}; {len(pieces)} pieces (first {args.max_length - 2} kept): {' '.join(pieces[:30])} ...")
+
+    sentences = scierc("train", args.data_dir)
+    label_map = LabelMap.from_bio_tags(tag for _, tags in sentences for tag in tags)
+    print(f"\nSciERC train: {len(sentences):,} sentences, tags {label_map.names}")
+    windows = encode_tagged(sentences[:3], tokenizer, label_map, args.max_length)
+    for window in windows[:2]:
+        print(f"  sentence {window.sentence}, words {window.start}..{window.end}")
+        for token_id, label, word in zip(window.input_ids, window.labels, window.word_ids):
+            shown = label_map.decode(label) if label != -100 else "-100"
+            print(f"    {tokenizer.ids_to_tokens[token_id]:>18s}  word {str(word):>4s}  {shown}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Multi-task fine-tuning on tiny fixtures written here: label alignment, every strategy
+end to end, the frozen and gradual invariants, GradNorm in the loop, resume, and overfitting."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minibert.config import BertConfig
+from minibert.finetuning_data import (LabelMap, encode_tagged, iob1_to_bio, read_conll, word_windows,
+                                      words_from_predictions)
+from minibert.safetensors import load_file
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.transformer_with_heads import TransformerWithHeads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train_mtl  # noqa: E402
+
+TOPICS = {"cs.CL": "language parsing grammar words translation", "math.GT": "knot manifold surface braid topology",
+          "q-bio.PE": "species population evolution fitness mutation"}
+ENTITY_WORDS = {"Method": ["parser", "network"], "Task": ["translation", "tagging"], "Material": ["corpus", "treebank"]}
+FILLER = "we use a the for on with and to".split()
+
+
+def write_fixture(root, seed=0):
+    rng = np.random.default_rng(seed)
+    arxiv = root / "classification" / "arxiv10"
+    arxiv.mkdir(parents=True)
+    for split, n in (("train", 30), ("dev", 9), ("test", 9)):
+        with open(arxiv / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                label = list(TOPICS)[i % 3]
+                words = rng.choice(TOPICS[label].split() + FILLER, size=12)
+                f.write(json.dumps({"title": " ".join(words[:4]), "abstract": " ".join(words), "label": label}) + "\n")
+    conll = root / "ner" / "scierc" / "conll"
+    conll.mkdir(parents=True)
+    for split, n in (("train", 24), ("dev", 8), ("test", 8)):
+        lines = ["-DOCSTART- NN O O", ""]
+        for _ in range(n):
+            for _ in range(int(rng.integers(4, 9))):
+                if rng.random() < 0.35:
+                    kind = str(rng.choice(list(ENTITY_WORDS)))
+                    for word in rng.choice(ENTITY_WORDS[kind], size=int(rng.integers(1, 3))):
+                        lines.append(f"{word} NN O I-{kind}")
+                else:
+                    lines.append(f"{rng.choice(FILLER)} NN O O")
+            lines.append("")
+        (conll / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    words = sorted({w for t in TOPICS.values() for w in t.split()} | set(FILLER)
+                   | {w for ws in ENTITY_WORDS.values() for w in ws} | {"."})
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=64)
+    torch.manual_seed(0)
+    TransformerWithHeads(config).save_pretrained(root / "init")
+    tokenizer.save_pretrained(root / "init")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    return write_fixture(tmp_path_factory.mktemp("mtl"))
+
+
+def run(fixture_dir, run_dir, *extra):
+    return train_mtl.main([f"--init={fixture_dir / 'init'}", f"--data_dir={fixture_dir}", f"--run_dir={run_dir}",
+                           "--batch_size=4", "--max_steps=4", "--eval_every=2", "--checkpoint_every=2",
+                           "--learning_rate=1e-3", "--unfreeze_every=2", "--threads=1", *extra])
+
+
+def test_iob1_to_bio_and_conll_reading(tmp_path):
+    assert iob1_to_bio(["O", "I-Task", "I-Task", "B-Task", "I-Method", "O", "I-Task"]) == \
+        ["O", "B-Task", "I-Task", "B-Task", "B-Method", "O", "B-Task"]
+    (tmp_path / "x.txt").write_text("-DOCSTART- NN O O\n\nA NN O I-Task\nb NN O O\n\nc NN O I-Method\n")
+    assert read_conll(tmp_path / "x.txt") == [(["A", "b"], ["B-Task", "O"]), (["c"], ["B-Method"])]
+
+
+def test_alignment_round_trips_and_long_sentences_lose_no_word(fixture_dir):
+    tokenizer = WordPieceTokenizer.from_pretrained(fixture_dir / "init")
+    words = ["parser", "xyzzy", "network", "for", "\x00", "translation"] * 5  # 30 words, one unknown, one empty
+    tags = ["B-Method", "O", "B-Method", "O", "O", "B-Task"] * 5
+    label_map = LabelMap.from_labels(tags)
+    windows = encode_tagged([(words, tags)], tokenizer, label_map, max_length=12)
+    assert len(windows) > 1 and all(len(w.input_ids) <= 12 for w in windows)
+    assert [(w.start, w.end) for w in windows][0][0] == 0 and windows[-1].end == len(words)
+    # Feed the gold label ids back as "predictions": the words' tags come back.
+    gold_as_predictions = [[label if label != -100 else 0 for label in w.labels] for w in windows]
+    predicted, unaligned = words_from_predictions([(words, tags)], windows, gold_as_predictions, label_map)
+    assert unaligned == 5  # the "\x00" words have no piece: reported, given "O"
+    assert predicted[0] == tags
+    assert word_windows([2, 3, 1, 4], room=5) == [(0, 2), (2, 4)]
+    assert word_windows([7, 1], room=5) == [(0, 1), (1, 2)]
+
+
+def test_gradual_unfreezing_opens_exactly_the_scheduled_groups():
+    config = BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=20)
+    model = TransformerWithHeads(config)
+    groups = train_mtl.unfreeze_groups(model)  # layer 2, layer 1, layer 0, embeddings
+    for step, expected_open in [(0, 1), (9, 1), (10, 2), (25, 3), (30, 4), (100, 4)]:
+        assert train_mtl.apply_gradual_unfreezing(model, step, unfreeze_every=10) == expected_open
+        for index, group in enumerate(groups):
+            assert all(p.requires_grad == (index < expected_open) for p in group), (step, index)
+
+
+@pytest.mark.parametrize("strategy", train_mtl.STRATEGIES)
+def test_every_strategy_runs_end_to_end(fixture_dir, tmp_path, strategy):
+    results = run(fixture_dir, tmp_path / strategy, f"--strategy={strategy}", "--task_fraction=scierc=0.5")
+    saved = json.loads((tmp_path / strategy / "results.json").read_text())
+    assert set(saved["test"]) == {"arxiv", "scierc"}
+    assert 0 <= saved["test"]["arxiv"]["accuracy"] <= 1 and 0 <= saved["test"]["scierc"]["f1"] <= 1
+    assert saved["test"]["scierc"]["words_without_pieces"] == 0
+    assert results["trainable_parameters"] > 0
+    phases = list(saved["phases"])
+    assert phases == (["separate_arxiv", "separate_scierc"] if strategy == "separate" else [strategy])
+    log = (tmp_path / strategy / f"{phases[-1]}_log.csv").read_text().splitlines()
+    assert len(log) == 5  # header + 4 steps
+    if strategy == "gradnorm":
+        weights = [float(x) for x in log[-1].split(",")[5:7]]
+        assert all(w > 0 for w in weights) and sum(weights) == pytest.approx(2.0, abs=1e-3)
+
+
+def test_frozen_leaves_the_backbone_bit_identical(fixture_dir, tmp_path):
+    run(fixture_dir, tmp_path, "--strategy=frozen")
+    before = load_file(fixture_dir / "init" / "model.safetensors")
+    after = load_file(tmp_path / "best_frozen" / "model.safetensors")
+    backbone = [k for k in before if k.startswith("bert.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    assert any(k.startswith("heads.arxiv") for k in after) and any(k.startswith("heads.scierc") for k in after)
+
+
+def test_resume_continues_exactly(fixture_dir, tmp_path):
+    run(fixture_dir, tmp_path / "straight", "--strategy=gradnorm")
+    run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--stop_at_step=2")
+    run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--resume=true")
+    a = torch.load(tmp_path / "straight" / "checkpoint_gradnorm.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint_gradnorm.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for name in a["model"]:
+        assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
+    assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
+
+
+def test_joint_training_overfits_the_tiny_two_task_set(fixture_dir, tmp_path):
+    run(fixture_dir, tmp_path, "--strategy=joint", "--max_steps=150", "--eval_every=150", "--learning_rate=3e-3",
+        "--warmup_fraction=0.05")
+    rows = [line.split(",") for line in (tmp_path / "joint_log.csv").read_text().splitlines()[1:]]
+    for column, task in ((3, "arXiv"), (4, "SciERC")):
+        start = float(rows[0][column])
+        end = np.mean([float(r[column]) for r in rows[-10:]])
+        assert end < 0.2 * start, f"{task} loss {start:.3f} -> {end:.3f}"
+
+
+def test_bad_settings(fixture_dir, tmp_path):
+    with pytest.raises(ValueError, match="--strategy"):
+        run(fixture_dir, tmp_path, "--strategy=mixture")
+    with pytest.raises(ValueError, match="task_fraction"):
+        run(fixture_dir, tmp_path, "--task_fraction=ner=0.1")
+    with pytest.raises(ValueError, match="--weights"):
+        run(fixture_dir, tmp_path, "--weights=1")

