@@ -13,11 +13,11 @@ def test_average_ranks_by_hand():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.floats(-1, 1, allow_nan=False)), min_size=3, max_size=60))
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-1000, 1000)), min_size=3, max_size=60))
 def test_spearman_and_pearson_match_scipy_with_ties(pairs):
     from scipy import stats
     x = np.array([p[0] for p in pairs], dtype=float)  # few distinct values: many ties
-    y = np.array([p[1] for p in pairs])
+    y = np.array([p[1] for p in pairs]) / 1000  # cosines on a grid (denormal floats test numpy, not us)
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return  # correlation undefined
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-9)
