@@ -39,7 +39,9 @@ def load_file(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no safetensors file at {path}")
-    data = bytearray(path.read_bytes())
+    data = bytearray(path.stat().st_size)  # read straight into one writable buffer: no second copy
+    with open(path, "rb") as f:
+        f.readinto(data)
     if len(data) < 8:
         raise corrupt(path, f"it is {len(data)} bytes long, shorter than the 8-byte header size")
     (header_size,) = struct.unpack("<Q", data[:8])
