@@ -138,7 +138,8 @@ def main(argv=None):
     print(f"model: {args.model}")
     print_similarities(embedder, args.sentences or EXAMPLE_SENTENCES)
     if args.plot:
-        print(f"2-D projection written to {plot_themes(embedder, args.plot, f'{Path(args.model).name}: PCA of mean-pooled embeddings')}")
+        title = "/".join(Path(args.model).parts[-2:]) + ": PCA of mean-pooled embeddings"
+        print(f"2-D projection written to {plot_themes(embedder, args.plot, title)}")
     if args.sts:
         result = evaluate_sts(embedder, args.sts, args.data_dir)
         print(f"STS-B {args.sts}: Spearman x 100 = {100 * result['spearman']:.2f}, "
