@@ -139,10 +139,14 @@ def main(argv=None):
     if checkpoint is None:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", "train_loss", "dev_spearman"])
-        start_spearman = evaluate_dev()
-        print(f"STS-B dev Spearman before training: {start_spearman:.4f}")
+        # The starting model is the first candidate for "best": if training only hurts the
+        # dev score, out_dir keeps the model we started from rather than a worse one.
+        best = evaluate_dev()
+        print(f"STS-B dev Spearman before training: {best:.4f}")
         with open(log_path, "a", newline="") as f:
-            csv.writer(f).writerow([0, 0, 0, "", f"{start_spearman:.4f}"])
+            csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
 
     def write_checkpoint():
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
