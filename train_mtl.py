@@ -17,7 +17,6 @@ every --eval_every steps and the best model (mean of arXiv accuracy and SciERC s
 kept in run_dir/best; at the end it is scored on the test sets, into run_dir/results.json.
 """
 
-import copy
 import csv
 import json
 import sys

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from minibert.checkpoint import hf_name_map, hf_state_dict, load_checkpoint_weights
-from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead, SentenceClassificationHead, TokenClassificationHead
 from minibert.safetensors import load_file, save_file
 from minibert.transformer_with_heads import TransformerWithHeads
