@@ -42,3 +42,30 @@ def test_read_sts_splits_on_tabs_only(tmp_path):
     assert scores.tolist() == [5.0, 1.5]
     with pytest.raises(FileNotFoundError, match="MINIBERT_DATA"):
         read_sts("test", tmp_path)
+
+
+def test_sts_scores_do_not_depend_on_the_batch_size(tmp_path):
+    """Batches are padded to their longest sentence; mean pooling ignores the padding, so
+    the vectors, and the scores, must be the same whatever the batch size."""
+    import torch
+    from minibert.config import BertConfig
+    from minibert.embedder import SentenceEmbedder
+    from minibert.sts import evaluate_sts
+    from minibert.tokenizer import WordPieceTokenizer
+    from minibert.transformer_with_heads import TransformerWithHeads
+    words = "a cat dog sat on the mat plane takes off market fell sharply today is".split()
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    torch.manual_seed(0)
+    model = TransformerWithHeads(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=37))
+    embedder = SentenceEmbedder(model, tokenizer)
+    folder = tmp_path / "sts" / "stsbenchmark"
+    folder.mkdir(parents=True)
+    pairs = [("a cat sat", "a cat sat on the mat", 4.0), ("the plane takes off", "a plane", 3.0),
+             ("the market fell sharply today", "dog", 0.5), ("a dog is on the mat", "the cat is on the mat", 2.5),
+             ("today", "the market is sharply today", 1.0)]
+    (folder / "sts-dev.csv").write_text("".join(f"g\tf\t2012\t{i}\t{s}\t{a}\t{b}\n" for i, (a, b, s) in enumerate(pairs)))
+    vectors = [embedder.encode([a for a, _, _ in pairs] + [b for _, b, _ in pairs], batch_size=n) for n in (1, 3, 10)]
+    assert np.allclose(vectors[0], vectors[1], atol=1e-6) and np.allclose(vectors[0], vectors[2], atol=1e-6)
+    scores = [evaluate_sts(embedder, "dev", tmp_path, batch_size=n) for n in (1, 2, 64)]
+    assert scores[0]["spearman"] == pytest.approx(scores[1]["spearman"]) == pytest.approx(scores[2]["spearman"])
