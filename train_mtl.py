@@ -11,6 +11,11 @@ Strategies (--strategy):
   gradnorm     joint, weights adapted by GradNorm (Chen et al. 2018)
   uncertainty  joint, weights learned as homoscedastic uncertainty (Kendall et al. 2018)
   separate     two single-task models, the baseline for "multi-task vs separate models"
+  mmoe         joint, with the top --expert_layers layers as --experts experts and one gate per
+               task (Ma et al. 2018; minibert/mixture.py). --weighting picks static, gradnorm or
+               uncertainty loss weights; --freeze_shared=true freezes the layers below the experts;
+               --top_k=1|2 routes each example to its top experts; the gates' average use per
+               task and expert on dev goes to results.json and run_dir/gates.png
 
 Each step of the joint strategies draws one batch of each task. Dev metrics are measured
 every --eval_every steps and the best model (mean of arXiv accuracy and SciERC span F1) is
@@ -31,7 +36,7 @@ from minibert.finetuning_data import (LabelMap, arxiv10, encode_tagged, scierc, 
 from minibert.heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, span_scores
 from minibert.overrides import parse_overrides
-from minibert.plots import plot_training_log
+from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
@@ -39,7 +44,8 @@ from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, opt
                                rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
-STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate")
+STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
+WEIGHTINGS = ("static", "gradnorm", "uncertainty")
 TASKS = ("arxiv", "scierc")
 
 DEFAULTS = dict(
@@ -64,6 +70,12 @@ DEFAULTS = dict(
     unfreeze_every=100,       # gradual
     gradnorm_alpha=1.5,
     gradnorm_lr=0.025,
+    experts=4,                # mmoe: number of experts
+    expert_layers=2,          # mmoe: how many top encoder layers each expert copies
+    top_k=0,                  # mmoe: 0 = dense gates; 1 or 2 = route each example to its top experts
+    balance_weight=0.0,       # mmoe: weight of the load-balancing loss (0 = off)
+    weighting="static",       # mmoe: static (--weights), gradnorm or uncertainty
+    freeze_shared=False,      # mmoe: freeze the embeddings and the layers below the experts
     eval_every=200,
     checkpoint_every=200,
     run_dir="runs/mtl",
@@ -267,7 +279,27 @@ def build_model(s, label_maps, tasks=TASKS):
     if "scierc" in tasks:
         model.add_head("scierc", TokenClassificationHead(model.config, len(label_maps["scierc"])))
     model.config.extra["head_labels"] = {task: label_maps[task].names for task in tasks}
+    if s["strategy"] == "mmoe":
+        model.add_mixture(s["experts"], s["expert_layers"], tasks, top_k=s["top_k"])
     return model
+
+
+@torch.no_grad()
+def gate_usage(model, data, split, device, batch_size=64):
+    """{task: [mean gate probability of each expert]} over `split`: how much each task
+    leans on each expert, the mixture's answer to "how compatible are the tasks"."""
+    model.eval()
+    usage = {}
+    for task in model.mixture.gates:
+        total = torch.zeros(model.mixture.num_experts)
+        for start in range(0, len(data[task][split]), batch_size):
+            indices = list(range(start, min(start + batch_size, len(data[task][split]))))
+            input_ids, attention_mask, _ = data[task][split].batch(indices)
+            model.get_encoder_output(input_ids.to(device), attention_mask.to(device), task=task)
+            total += model.mixture.last_gates[task].sum(dim=0).cpu()
+        usage[task] = (total / len(data[task][split])).tolist()
+    model.train()
+    return usage
 
 
 def unfreeze_groups(model):
@@ -285,10 +317,6 @@ def apply_gradual_unfreezing(model, step, unfreeze_every):
         for p in group:
             p.requires_grad_(index < open_groups)
     return open_groups
-
-
-def trainable_parameters(model):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -345,6 +373,7 @@ def train_phase(phase, model, task_names, task_loss, weighting, params, s, devic
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
         step += 1
         elapsed += time.perf_counter() - started
         bar.update(1)
@@ -379,13 +408,21 @@ def train_phase(phase, model, task_names, task_loss, weighting, params, s, devic
     return True
 
 
+def last_shared_weight(model):
+    """The weight matrix GradNorm measures task gradients on: the last layer every task goes
+    through (with a mixture of experts, the top layer below the experts)."""
+    if len(model.encoder.layers) == 0:  # every layer became an expert: only the embeddings are shared
+        return model.encoder.embeddings.layer_norm.weight
+    return model.encoder.layers[-1].feed_forward.down.weight
+
+
 def make_weighting(s, model, task_names):
-    if s["strategy"] == "gradnorm" and len(task_names) > 1:
+    kind = s["weighting"] if s["strategy"] == "mmoe" else s["strategy"]
+    if kind == "gradnorm" and len(task_names) > 1:
         # W = the last shared layer's weight matrix (the top block's output projection):
         # the paper measures each task's gradient there, the cheapest place that sees all tasks.
-        return GradNorm(len(task_names), model.encoder.layers[-1].feed_forward.down.weight,
-                        alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"])
-    if s["strategy"] == "uncertainty" and len(task_names) > 1:
+        return GradNorm(len(task_names), last_shared_weight(model), alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"])
+    if kind == "uncertainty" and len(task_names) > 1:
         return Uncertainty(len(task_names))
     weights = [float(w) for w in s["weights"].split(",")]
     if len(weights) != len(TASKS):
@@ -397,6 +434,11 @@ def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
     if s["strategy"] not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {STRATEGIES}, got {s['strategy']!r}")
+    if s["weighting"] not in WEIGHTINGS:
+        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {s['weighting']!r}")
+    if s["strategy"] != "mmoe" and (s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]):
+        raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
+                         "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     if s["threads"]:
         torch.set_num_threads(s["threads"])
@@ -437,17 +479,28 @@ def main(argv=None):
                 return model.heads[task](hidden_states.to(device), to_device(attention_mask, device),
                                          labels=labels.to(device))[0]
         else:
+            if s["strategy"] == "mmoe" and s["freeze_shared"]:
+                for p in model.encoder.parameters():  # embeddings and the layers below the experts
+                    p.requires_grad_(False)
+
             def task_loss(task, step):
                 input_ids, attention_mask, labels = batch_for(task, step)
-                return model(input_ids.to(device), attention_mask.to(device), head=task, labels=labels.to(device))[0]
+                loss = model(input_ids.to(device), attention_mask.to(device), head=task, labels=labels.to(device))[0]
+                if s["strategy"] == "mmoe" and s["balance_weight"]:
+                    loss = loss + s["balance_weight"] * model.mixture.load_balancing_loss(task)
+                return loss
 
         weighting = make_weighting(s, model, task_names)
         # The optimizer gets every tensor that will ever train (for gradual, also those
         # still closed at step 0: AdamW skips a tensor whose gradient is None).
         params = optimizer_groups(model, s["weight_decay"], verbose=False)
+        if isinstance(weighting, GradNorm) and not weighting.shared_weight.requires_grad:
+            # Shared layers frozen (mmoe --freeze_shared): GradNorm still needs each task's
+            # gradient on W, so W joins autograd, but it is given to no optimizer: it stays put.
+            weighting.shared_weight.requires_grad_(True)
         if isinstance(weighting, Uncertainty):
             params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
-        trainable = trainable_parameters(model)  # frozen: the heads only; gradual: all, by the end
+        trainable = sum(p.numel() for g in params for p in g["params"])  # frozen: the heads; gradual: all, by the end
         print(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
 
         def evaluate_dev():
@@ -467,6 +520,12 @@ def main(argv=None):
                         features and {t: {"test": features[t]["test"]} for t in features})
         results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": time.perf_counter() - phase_started,
                                     "test": test, "final_task_weights": weighting.current_weights()}
+        if best.mixture is not None:
+            usage = gate_usage(best, data, "dev", device)
+            results["phases"][phase]["gate_usage_dev"] = usage
+            plot_heatmap([usage[t] for t in task_names], list(task_names),
+                         [f"expert {e}" for e in range(s["experts"])], run_dir / "gates.png",
+                         title="mean gate weight on dev (row: task)")
     results["wall_time_s"] = time.perf_counter() - started
     results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
     results["test"] = {t: r[t] for r in (p["test"] for p in results["phases"].values()) for t in r}

@@ -95,7 +95,7 @@ def mlm_head_names(model):
 
 
 def load_checkpoint_weights(model, weights, source="checkpoint"):
-    """Copy `weights` (Hugging Face names, or minibert's `heads.*` names) into `model`.
+    """Copy `weights` (Hugging Face names, or minibert's `heads.*` and `mixture.*` names) into `model`.
 
     Raises one ValueError naming every missing, unexpected and mis-shaped tensor.
     Returns the list of names that were deliberately ignored (pooler, NSP ...).
@@ -110,7 +110,7 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
         hf_name = normalize_hf_name(name)
         if hf_name in name_map:
             ours = name_map[hf_name]
-        elif name in expected and name.startswith("heads."):
+        elif name in expected and name.startswith(("heads.", "mixture.")):
             ours = name
         elif hf_name == "cls.predictions.decoder.weight":
             decoder_weight = tensor  # older files store the tied matrix twice; checked below
@@ -149,7 +149,7 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
 
 def hf_state_dict(model):
     """The model's tensors under Hugging Face names (`bert.` prefix, `cls.predictions.*`),
-    plus minibert's other heads under `heads.<name>.*`. The tied decoder is not written:
+    plus minibert's other heads under `heads.<name>.*` (and experts under `mixture.*`). The tied decoder is not written:
     the reference library re-ties it from the word embeddings when it loads."""
     mlm_heads = mlm_head_names(model)
     name_map = hf_name_map(model.config, mlm_heads[0] if mlm_heads else None)

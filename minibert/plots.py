@@ -1,5 +1,5 @@
-"""Pictures a reader would rather look at than read: training curves and 2-D maps of
-sentence embeddings. matplotlib's Agg backend, so it works without a screen."""
+"""Pictures a reader would rather look at than read: training curves, 2-D maps of
+sentence embeddings, heat maps. matplotlib's Agg backend, so it works without a screen."""
 
 import csv
 
@@ -61,6 +61,28 @@ def plot_projection(vectors, groups, labels, png_path, title="sentence embedding
                       xytext=(3, 3), textcoords="offset points")
     axis.set_title(title)
     axis.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+def plot_heatmap(matrix, row_labels, column_labels, png_path, title=None, annotate=True):
+    """A matrix as coloured cells with its values written in: attention weights over tokens,
+    or each task's mean gate weight per expert."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    fig, axis = plt.subplots(figsize=(1.0 + 0.6 * matrix.shape[1], 1.0 + 0.5 * matrix.shape[0]))
+    image = axis.imshow(matrix, cmap="viridis", aspect="auto")
+    axis.set_xticks(range(matrix.shape[1]), column_labels, rotation=45, ha="right")
+    axis.set_yticks(range(matrix.shape[0]), row_labels)
+    if annotate:
+        middle = (matrix.max() + matrix.min()) / 2
+        for (i, j), value in np.ndenumerate(matrix):
+            axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                      color="black" if value > middle else "white")
+    fig.colorbar(image, ax=axis)
+    if title:
+        axis.set_title(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -6,6 +6,8 @@
     model(input_ids, head="classification", labels=y) # (loss, logits)
 
 The encoder runs once per call; every head reads the same hidden states (B, T, H).
+With a mixture of experts (add_mixture, see mixture.py) the top encoder layers become
+experts and each head reads its own gated mixture of them.
 """
 
 import json
@@ -16,6 +18,7 @@ import torch.nn as nn
 from .checkpoint import hf_state_dict, load_checkpoint_weights, read_weights
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
+from .mixture import MultiGateMixture
 from .model import BertModel
 from .safetensors import save_file
 
@@ -27,6 +30,7 @@ class TransformerWithHeads(nn.Module):
         self.config = config
         self.encoder = BertModel(config)
         self.heads = nn.ModuleDict()
+        self.mixture = None
 
     def add_head(self, name, head):
         if not name.isidentifier():
@@ -39,8 +43,28 @@ class TransformerWithHeads(nn.Module):
         self.heads[name] = head
         return head
 
-    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None):
-        return self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+    def add_mixture(self, num_experts, expert_layers, tasks, top_k=0):
+        """Turn the top `expert_layers` encoder layers into `num_experts` experts with one
+        gate per task (MMoE). Every expert starts as a copy of those pretrained layers."""
+        if self.mixture is not None:
+            raise ValueError("this model already has a mixture of experts")
+        layers = self.encoder.layers
+        if not 1 <= expert_layers <= len(layers):
+            raise ValueError(f"expert_layers must be between 1 and {len(layers)} (the encoder's layers), "
+                             f"got {expert_layers}")
+        template = layers[len(layers) - expert_layers:]
+        self.mixture = MultiGateMixture(template, num_experts, list(tasks), self.config.hidden_size, top_k)
+        self.encoder.layers = layers[:len(layers) - expert_layers]  # the shared bottom
+        self.config.extra["minibert_mixture"] = self.mixture.describe()
+        return self.mixture
+
+    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None, task=None):
+        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        if self.mixture is None:
+            return hidden_states
+        if task is None:
+            raise ValueError("a model with a mixture of experts needs the task whose gate to use (task=...)")
+        return self.mixture(hidden_states, attention_mask, task)  # (B, T, H), task's mixture of experts
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, head=None, labels=None):
         """head=None: {name: output} of every head (no losses). head="x": head x's (loss, output)."""
@@ -48,14 +72,21 @@ class TransformerWithHeads(nn.Module):
             raise ValueError(f"no head named {head!r}; this model has {list(self.heads)}")
         if head is None and labels is not None:
             raise ValueError("labels need a head: call model(input_ids, head=name, labels=labels)")
-        hidden_states = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
+        if self.mixture is not None:  # each head reads its own gated mixture
+            names = [head] if head is not None else list(self.heads)
+            hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name)
+                      for name in names}
+        else:
+            shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
+            hidden = {name: shared for name in ([head] if head is not None else self.heads)}
         if head is not None:
-            return self.heads[head](hidden_states, attention_mask=attention_mask, labels=labels)
-        return {name: module(hidden_states, attention_mask=attention_mask)[1] for name, module in self.heads.items()}
+            return self.heads[head](hidden[head], attention_mask=attention_mask, labels=labels)
+        return {name: module(hidden[name], attention_mask=attention_mask)[1] for name, module in self.heads.items()}
 
     # ---- Hugging Face layout on disk ----
     def save_pretrained(self, directory):
-        """Write config.json + model.safetensors that both minibert and `transformers` load."""
+        """Write config.json + model.safetensors that both minibert and `transformers` load
+        (a model with a mixture of experts only loads in minibert: its top layers are experts)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config.to_dict()
@@ -84,6 +115,9 @@ class TransformerWithHeads(nn.Module):
         config.validate()
         weights = read_weights(directory)
         model = cls(config)
+        mixture = config.extra.get("minibert_mixture")
+        if mixture is not None:
+            model.add_mixture(mixture["num_experts"], mixture["expert_layers"], mixture["tasks"], mixture["top_k"])
         head_descriptions = config.extra.get("minibert_heads")
         if head_descriptions is None:
             if any(k.startswith(("cls.predictions.", "bert.cls.predictions.")) for k in weights):

@@ -160,3 +160,20 @@ def test_bad_settings(fixture_dir, tmp_path):
         run(fixture_dir, tmp_path, "--task_fraction=ner=0.1")
     with pytest.raises(ValueError, match="--weights"):
         run(fixture_dir, tmp_path, "--weights=1")
+
+
+def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
+    results = run(fixture_dir, tmp_path, "--strategy=mmoe", "--experts=3", "--expert_layers=1", "--top_k=2",
+                  "--weighting=gradnorm", "--freeze_shared=true", "--balance_weight=0.01")
+    before = load_file(fixture_dir / "init" / "model.safetensors")
+    after = load_file(tmp_path / "best_mmoe" / "model.safetensors")
+    shared = [k for k in after if k.startswith("bert.")]  # embeddings and layer 0; layer 1 became the experts
+    assert shared and all(torch.equal(before[k], after[k]) for k in shared)
+    assert not any(".layer.1." in k for k in shared) and any(k.startswith("mixture.experts.2.") for k in after)
+    phase = results["phases"]["mmoe"]
+    assert sum(phase["final_task_weights"]) == pytest.approx(2.0, abs=1e-3) and min(phase["final_task_weights"]) > 0
+    for task, usage in phase["gate_usage_dev"].items():
+        assert len(usage) == 3 and sum(usage) == pytest.approx(1.0, abs=1e-5), task
+    assert (tmp_path / "gates.png").is_file()
+    with pytest.raises(ValueError, match="belong to --strategy=mmoe"):
+        run(fixture_dir, tmp_path / "x", "--strategy=joint", "--weighting=gradnorm")
