@@ -4,6 +4,7 @@
     python train_mlm.py --preset=tiny --max_steps=200 --corpus_lines=2000
     python train_mlm.py --max_minutes=60                   # a time budget instead of a step count
     python train_mlm.py --resume=true                      # continue from run_dir/checkpoint.pt
+    torchrun --nproc_per_node=2 train_mlm.py ...           # data-parallel (minibert/distributed.py)
 
 Every setting below can be overridden with --key=value (python train_mlm.py --help lists
 them); unknown keys and values of the wrong type are errors. The loop is flat on purpose:
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from minibert import distributed
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
@@ -29,8 +31,8 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -45,11 +47,13 @@ DEFAULTS = dict(
     vocab_size=30522,
     # model
     preset="mini",
+    dropout=None,             # hidden and attention dropout (none = the preset's, 0.1)
     # masking
     mask_rate=0.15,
     masking="exact",          # exact | whole_word | bernoulli
     # optimisation
-    batch_size=32,
+    batch_size=32,            # the global batch: the same whatever the number of processes (torchrun)
+    accumulation_steps=1,     # micro-steps per optimizer step (each rank: batch_size / (processes * this) rows)
     learning_rate=5e-4,
     weight_decay=0.01,
     beta1=0.9,
@@ -96,6 +100,15 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
+    try:
+        return train(s, context, device)
+    finally:
+        distributed.cleanup(context)
+
+
+def train(s, context, device):
+    distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["masking"] not in Masker.STRATEGIES:
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
@@ -106,12 +119,12 @@ def main(argv=None):
     checkpoint_path = run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
     torch.manual_seed(s["seed"])
-    device = pick_device(s["device"])
+    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p) for p in s["corpus"].split(",")] if s["corpus"] else \
         [data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])]
-    if s["corpus_lines"]:
+    if s["corpus_lines"] and context.is_main:
         # A slice of the corpus is its own small file under .cache, so its tokens cache apart.
         slice_path = Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"
         if not slice_path.is_file():
@@ -120,30 +133,40 @@ def main(argv=None):
                 for _, line in zip(range(s["corpus_lines"]), f):
                     out.write(line)
             os.replace(slice_path.with_suffix(".tmp"), slice_path)
-        corpus_files = [slice_path]
+    if s["corpus_lines"]:
+        distributed.barrier(context)  # the others wait until rank 0 has written the slice
+        corpus_files = [Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"]
     tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
-    if not (tokenizer_dir / "vocab.txt").is_file():
-        if s["vocab"]:
-            raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
+    if s["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
+        raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
+    if not (tokenizer_dir / "vocab.txt").is_file() and context.is_main:
         print(f"training a WordPiece vocabulary of {s['vocab_size']} on {[str(p) for p in corpus_files]}")
         tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"])
         tokenizer.save_pretrained(tokenizer_dir)
+    distributed.barrier(context)
     tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
-    corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+    if context.is_main:  # rank 0 tokenizes and caches the corpus; the others then read the cache
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+    distributed.barrier(context)
+    if not context.is_main:
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
     train_docs, held_out_docs = corpus.split(s["held_out_fraction"], seed=s["seed"])
     train_sequences = train_docs.sequences(s["max_seq_len"])
     held_out_sequences = held_out_docs.sequences(s["max_seq_len"])
-    print(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
+    say(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
           f"sequences, held out {len(held_out_sequences):,} (max_seq_len {s['max_seq_len']})")
 
     # ---- model and optimiser ----
     config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                                    max_position_embeddings=max(512, s["max_seq_len"]))
+                                    max_position_embeddings=max(512, s["max_seq_len"]),
+                                    **({} if s["dropout"] is None else
+                                       {"hidden_dropout_prob": float(s["dropout"]),
+                                        "attention_probs_dropout_prob": float(s["dropout"])}))
     model = TransformerWithHeads(config)
     model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device)
-    print(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
-    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"]), lr=s["learning_rate"],
+    say(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
+    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"], verbose=context.is_main), lr=s["learning_rate"],
                                   betas=(s["beta1"], s["beta2"]), fused=device.type == "cuda")
     masker = Masker.for_tokenizer(tokenizer, rate=s["mask_rate"], strategy=s["masking"])
     step, elapsed = 0, 0.0
@@ -152,17 +175,22 @@ def main(argv=None):
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed = checkpoint["step"], checkpoint["elapsed"]
         set_rng_states(checkpoint["rng"])
-        print(f"resumed from {checkpoint_path} at step {step}")
-    train_model = torch.compile(model) if s["compile"] else model
+        say(f"resumed from {checkpoint_path} at step {step} ({context.world_size} process(es) now)")
+    if context.distributed:  # each rank its own dropout masks (the data is already split)
+        torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
+    train_model = distributed.wrap(model, context, device)  # DDP with several processes
+    train_model = torch.compile(train_model) if s["compile"] else train_model
 
     log_path = run_dir / "log.csv"
     columns = ["step", "tokens", "elapsed_s", "learning_rate", "train_loss", "eval_loss", "eval_accuracy", "tokens_per_s"]
-    if checkpoint is None or not log_path.is_file():
+    if context.is_main and (checkpoint is None or not log_path.is_file()):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(columns)
     tokens_seen = checkpoint["tokens"] if checkpoint else 0
 
     def write_checkpoint():
+        if not context.is_main:
+            return
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
             "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states()})
@@ -172,7 +200,8 @@ def main(argv=None):
 
     # ---- the loop ----
     model.train()
-    bar = tqdm(total=s["max_steps"], initial=step, desc="pretraining", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=s["max_steps"], initial=step, desc="pretraining", unit="step", dynamic_ncols=True,
+               disable=not context.is_main)
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
     try:
         while progress() < 1.0:
@@ -182,10 +211,21 @@ def main(argv=None):
             rows, epoch = batch_at(step, train_sequences, s["batch_size"], s["seed"])
             input_ids, attention_mask = collate(corpus.ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                                 tokenizer.pad_token_id)
-            # The masks of step n depend only on (seed, n): a resumed run masks the same way.
+            # The masks of step n depend only on (seed, n), and are drawn for the whole global
+            # batch (a few integers per token) before it is shared out: a resumed run, and a run
+            # on any number of processes, masks every sequence the same way.
             masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(s["seed"] * 1_000_003 + step))
-            loss, _ = train_model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
-            loss.backward()
+            global_count = int((labels != -100).sum())
+            micro_steps = distributed.micro_batches(torch.arange(len(rows)), context, s["accumulation_steps"])
+            loss_sum = 0.0
+            for micro, mine in enumerate(micro_steps):  # mine: this rank's rows of this micro-step
+                count = int((labels[mine] != -100).sum())
+                with distributed.sync_context(train_model, micro == len(micro_steps) - 1):
+                    loss, _ = train_model(masked_ids[mine].to(device), attention_mask[mine].to(device), head="mlm",
+                                          labels=labels[mine].to(device))
+                    (loss * distributed.share(count, global_count, context)).backward()
+                loss_sum += loss.item() * count
+            loss = distributed.all_reduce_mean(torch.tensor(loss_sum), context) * context.world_size / global_count
             torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -194,6 +234,8 @@ def main(argv=None):
             tokens_seen += batch_tokens
             duration = time.perf_counter() - started
             elapsed += duration
+            if s["max_minutes"]:  # every rank must agree on when the time is up
+                elapsed = distributed.from_rank0(elapsed, context)
             recent_loss.append(loss.item())
             recent_tokens += batch_tokens
             recent_time += duration
@@ -201,7 +243,7 @@ def main(argv=None):
             bar.set_postfix(loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}", epoch=epoch)
 
             last_step = progress() >= 1.0 or step == s["stop_at_step"]
-            if step % s["eval_every"] == 0 or last_step:
+            if (step % s["eval_every"] == 0 or last_step) and context.is_main:
                 eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device)
                 row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
                        f"{eval_loss:.4f}", f"{eval_accuracy:.4f}", f"{recent_tokens / recent_time:.0f}"]
@@ -214,15 +256,17 @@ def main(argv=None):
             if step % s["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
             if step == s["stop_at_step"]:
-                print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
                 return None
     except KeyboardInterrupt:
         write_checkpoint()
-        print(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
         raise
     finally:
         bar.close()
 
+    if not context.is_main:
+        return out_dir
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     print(f"done: {step} steps, {tokens_seen:,} tokens in {elapsed / 60:.1f} min "

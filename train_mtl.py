@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
+from minibert import distributed
 from minibert.finetuning_data import (LabelMap, arxiv10, encode_tagged, scierc, words_from_predictions)
 from minibert.heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, span_scores
@@ -40,8 +42,8 @@ from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -52,13 +54,15 @@ DEFAULTS = dict(
     init="base-transformer",  # pretrained model directory (ours or all-MiniLM-L6-v2)
     strategy="joint",
     data_dir=None,            # folder holding classification/ and ner/ (else $MINIBERT_DATA, ../shared/data)
+    dropout=None,             # hidden and attention dropout (none = the pretrained model's)
     weights="1,1",            # static weights of arxiv, scierc (joint and gradual)
     task_fraction="",         # e.g. scierc=0.1: keep 10% of that task's training data
     arxiv_train_limit=0,      # use at most this many arXiv training papers (0 = all 24,000)
     eval_limit=0,             # score dev on at most this many examples per task (0 = all); test is always whole
     cls_max_length=128,
     ner_max_length=128,
-    batch_size=16,
+    batch_size=16,            # per task, the global batch: the same whatever the number of processes
+    accumulation_steps=1,     # micro-steps per optimizer step (not with GradNorm, which needs the step's gradient)
     learning_rate=5e-5,
     head_learning_rate=1e-3,  # frozen strategy: only heads train, so they take a larger step
     weight_decay=0.01,
@@ -102,6 +106,10 @@ class ClassificationTask:
     def __len__(self):
         return len(self.labels)
 
+    def count(self, indices):
+        """How many items the loss averages over: one per paper."""
+        return len(indices)
+
     def batch(self, indices):
         rows = [self.input_ids[i] for i in indices]
         T = max(len(r) for r in rows)
@@ -123,6 +131,10 @@ class TaggingTask:
 
     def __len__(self):
         return len(self.windows)
+
+    def count(self, indices):
+        """How many items the loss averages over: the labelled (first) pieces."""
+        return sum(sum(label != -100 for label in self.windows[i].labels) for i in indices)
 
     def batch(self, indices):
         rows = [self.windows[i] for i in indices]
@@ -159,7 +171,7 @@ def subsample(items, fraction, limit, seed):
     return [items[i] for i in keep]
 
 
-def load_tasks(s, tokenizer):
+def load_tasks(s, tokenizer, say=print):
     """{task: {"train", "dev", "test": task data}}, and the label maps."""
     fractions = parse_fractions(s["task_fraction"])
     texts, labels = arxiv10("train", s["data_dir"])
@@ -180,9 +192,9 @@ def load_tasks(s, tokenizer):
         data["arxiv"][split] = ClassificationTask(texts, labels, tokenizer, label_maps["arxiv"], s["cls_max_length"])
         data["scierc"][split] = TaggingTask(sentences, tokenizer, label_maps["scierc"], s["ner_max_length"])
     for task in TASKS:
-        print(f"{task}: train {len(data[task]['train']):,}, dev {len(data[task]['dev']):,}, "
+        say(f"{task}: train {len(data[task]['train']):,}, dev {len(data[task]['dev']):,}, "
               f"test {len(data[task]['test']):,} examples; {len(label_maps[task])} labels")
-    print(f"arxiv: {data['arxiv']['train'].truncated:,} training papers cut at {s['cls_max_length']} tokens")
+    say(f"arxiv: {data['arxiv']['train'].truncated:,} training papers cut at {s['cls_max_length']} tokens")
     return data, label_maps
 
 
@@ -271,7 +283,9 @@ class Features:
 # ------------------------------------------------------------------------ the model
 
 def build_model(s, label_maps, tasks=TASKS):
-    model = TransformerWithHeads.from_pretrained(s["init"])
+    dropout = {} if s["dropout"] is None else {"hidden_dropout_prob": float(s["dropout"]),
+                                                  "attention_probs_dropout_prob": float(s["dropout"])}
+    model = TransformerWithHeads.from_pretrained(s["init"], **dropout)
     for name in list(model.heads):  # start from the encoder only (an MLM head is not needed)
         del model.heads[name]
     if "arxiv" in tasks:
@@ -321,14 +335,36 @@ def apply_gradual_unfreezing(model, step, unfreeze_every):
 
 # --------------------------------------------------------------------------- the loop
 
-def train_phase(phase, model, task_names, task_loss, weighting, params, s, device, run_dir, evaluate_dev, save_best,
-                gradual=False):
+class StepLosses(nn.Module):
+    """Every task's loss of one (micro-)step in one forward call, so that under
+    DistributedDataParallel each step is one forward and one backward, as DDP expects.
+
+    task_loss(task, indices) -> the mean loss of that task over the examples `indices`.
+    The weighting joins as a submodule when it has parameters (Uncertainty), so that DDP
+    averages their gradients too."""
+
+    def __init__(self, model, task_loss, weighting):
+        super().__init__()
+        self.model = model
+        self.weighting = weighting if isinstance(weighting, nn.Module) else None
+        self.task_loss = task_loss
+
+    def forward(self, batches):
+        return [self.task_loss(task, indices) for task, indices in batches.items()]
+
+
+def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s, device, run_dir,
+                evaluate_dev, save_best, context, gradual=False):
     """The one training loop every strategy uses.
 
-    task_loss(task, step) -> that task's loss on its batch of this step.
+    task_loss(task, indices) -> that task's mean loss over those training examples.
+    batch_indices(task, step) -> the examples of the step's global batch for that task.
+    data_count(task, indices) -> how many items that task's mean loss averages over.
     weighting: StaticWeights, GradNorm or Uncertainty (see minibert/task_weighting.py).
     Logs per-task losses and weights to run_dir/{phase}_log.csv (plotted to a PNG),
     evaluates on dev, calls save_best on improvement, checkpoints atomically, resumes.
+    Under torchrun every rank runs this loop on its share of each batch; rank 0 alone
+    evaluates, logs and writes.
     """
     checkpoint_path = run_dir / f"checkpoint_{phase}.pt"
     lr_peak = s["head_learning_rate"] if phase.startswith("frozen") else s["learning_rate"]
@@ -343,51 +379,84 @@ def train_phase(phase, model, task_names, task_loss, weighting, params, s, devic
             weighting.load_state_dict(checkpoint["weighting"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
-        print(f"{phase}: resumed at step {step}")
-    else:
+        if context.is_main:
+            print(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
+    elif context.is_main:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t}" for t in task_names],
                                     *[f"weight_{t}" for t in task_names], "dev_score",
                                     *[f"dev_{t}" for t in task_names]])
+    if context.distributed:  # each rank its own dropout masks (the data is already split)
+        torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
 
     def write_checkpoint():
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-            "best": best, "settings": s, "rng": rng_states(),
-            "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
+        if context.is_main:
+            save_checkpoint(checkpoint_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+                "best": best, "settings": s, "rng": rng_states(),
+                "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
 
+    def progress():
+        return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
+
+    step_losses = StepLosses(model, task_loss, weighting)
+    # Routed experts may sit out a step: DDP must then look for parameters without a gradient.
+    find_unused = s["strategy"] == "mmoe" and s["top_k"] > 0
+    wrapped, open_groups = distributed.wrap(step_losses, context, device, find_unused), None
     model.train()
-    bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True)
-    while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
+    bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True,
+               disable=not context.is_main)
+    while progress() < 1.0:
         started = time.perf_counter()
-        lr = learning_rate_at(run_progress(step, s["max_steps"], elapsed, s["max_minutes"]), lr_peak,
-                              s["warmup_fraction"], s["schedule"])
+        lr = learning_rate_at(progress(), lr_peak, s["warmup_fraction"], s["schedule"])
         set_learning_rate(optimizer, lr)
         if gradual:
-            apply_gradual_unfreezing(model, step, s["unfreeze_every"])
-        losses = [task_loss(task, step) for task in task_names]
-        weights_used = weighting.current_weights()
-        total = weighting.combine(losses)
-        weighting.update(losses)  # GradNorm adapts its weights here, before the network's backward pass
-        total.backward()
+            now_open = apply_gradual_unfreezing(model, step, s["unfreeze_every"])
+            if now_open != open_groups and context.distributed:
+                # DDP only averages the parameters that required a gradient when it was
+                # built, so each newly opened group needs a new wrapper (a few times a run).
+                wrapped = distributed.wrap(step_losses, context, device, find_unused)
+            open_groups = now_open
+        global_batches = {t: batch_indices(t, step) for t in task_names}
+        global_counts = [data_count(t, global_batches[t]) for t in task_names]
+        micro_steps = {t: distributed.micro_batches(global_batches[t], context, s["accumulation_steps"])
+                       for t in task_names}
+        logged = torch.zeros(len(task_names))
+        for micro in range(s["accumulation_steps"]):
+            batches = {t: micro_steps[t][micro] for t in task_names}
+            last_micro = micro == s["accumulation_steps"] - 1
+            with distributed.sync_context(wrapped, last_micro):
+                # Each loss is this rank's share of the task's mean over the global batch:
+                # averaged over ranks (by DDP) and summed over micro-steps it is that mean.
+                losses = [loss * distributed.share(data_count(t, batches[t]), count, context)
+                          for t, loss, count in zip(task_names, wrapped(batches), global_counts)]
+                weights_used = weighting.current_weights()
+                total = weighting.combine(losses)
+                weighting.update(losses)  # GradNorm adapts its weights here, before the network's backward pass
+                total.backward()
+            logged += torch.stack([loss.detach().cpu() for loss in losses])
+        losses = distributed.all_reduce_mean(logged, context)  # each task's mean loss over the global batch
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
         step += 1
         elapsed += time.perf_counter() - started
+        if s["max_minutes"]:  # every rank must agree on when the time is up
+            elapsed = distributed.from_rank0(elapsed, context)
         bar.update(1)
         bar.set_postfix({f"L_{t}": f"{l.item():.3f}" for t, l in zip(task_names, losses)})
 
-        last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
-        evaluate_now = step % s["eval_every"] == 0 or last_step
+        last_step = progress() >= 1.0 or step == s["stop_at_step"]
+        evaluate_now = (step % s["eval_every"] == 0 or last_step) and context.is_main
         dev = evaluate_dev() if evaluate_now else None
         score = dev_score(dev) if dev else None
-        with open(log_path, "a", newline="") as f:
-            main_metric = {"arxiv": "accuracy", "scierc": "f1"}
-            csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", *[f"{l.item():.4f}" for l in losses],
-                                    *[f"{w:.4f}" for w in weights_used], "" if dev is None else f"{score:.4f}",
-                                    *["" if dev is None else f"{dev[t][main_metric[t]]:.4f}" for t in task_names]])
+        if context.is_main:
+            with open(log_path, "a", newline="") as f:
+                main_metric = {"arxiv": "accuracy", "scierc": "f1"}
+                csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", *[f"{l.item():.4f}" for l in losses],
+                                        *[f"{w:.4f}" for w in weights_used], "" if dev is None else f"{score:.4f}",
+                                        *["" if dev is None else f"{dev[t][main_metric[t]]:.4f}" for t in task_names]])
         if dev is not None:
             improved = score > best
             if improved:
@@ -402,7 +471,8 @@ def train_phase(phase, model, task_names, task_loss, weighting, params, s, devic
             write_checkpoint()
         if step == s["stop_at_step"]:
             bar.close()
-            print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            if context.is_main:
+                print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
             return False
     bar.close()
     return True
@@ -416,12 +486,15 @@ def last_shared_weight(model):
     return model.encoder.layers[-1].feed_forward.down.weight
 
 
-def make_weighting(s, model, task_names):
+def make_weighting(s, model, task_names, context):
     kind = s["weighting"] if s["strategy"] == "mmoe" else s["strategy"]
     if kind == "gradnorm" and len(task_names) > 1:
         # W = the last shared layer's weight matrix (the top block's output projection):
         # the paper measures each task's gradient there, the cheapest place that sees all tasks.
-        return GradNorm(len(task_names), last_shared_weight(model), alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"])
+        # Under torchrun each rank sees part of the batch; the gradient norms and loss ratios
+        # are taken after averaging across ranks (see GradNorm's `reduce`).
+        return GradNorm(len(task_names), last_shared_weight(model), alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"],
+                        reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
     if kind == "uncertainty" and len(task_names) > 1:
         return Uncertainty(len(task_names))
     weights = [float(w) for w in s["weights"].split(",")]
@@ -432,6 +505,14 @@ def make_weighting(s, model, task_names):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
+    try:
+        return train(s, context, device)
+    finally:
+        distributed.cleanup(context)
+
+
+def train(s, context, device):
     if s["strategy"] not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {STRATEGIES}, got {s['strategy']!r}")
     if s["weighting"] not in WEIGHTINGS:
@@ -440,20 +521,27 @@ def main(argv=None):
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
+    if s["accumulation_steps"] > 1 and "gradnorm" in (s["strategy"], s["weighting"]):
+        raise ValueError("GradNorm adapts its weights from each step's gradients: use --accumulation_steps=1 "
+                         "(with several processes the batch is still split across them)")
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     run_dir = Path(s["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s["seed"])
-    device = pick_device(s["device"])
     started = time.perf_counter()
+    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
-    data, label_maps = load_tasks(s, tokenizer)
+    data, label_maps = load_tasks(s, tokenizer, say)
 
-    def batch_for(task, step):
-        indices, _ = batch_at(step, np.arange(len(data[task]["train"])), s["batch_size"], s["seed"] + TASKS.index(task))
-        return data[task]["train"].batch(indices)
+    def batch_indices(task, step):
+        """The step's global batch of `task`: the same whatever the number of processes."""
+        return batch_at(step, np.arange(len(data[task]["train"])), s["batch_size"], s["seed"] + TASKS.index(task))[0]
+
+    def data_count(task, indices):
+        return data[task]["train"].count(indices)
 
     # Each phase trains one model; "separate" has two, every other strategy one.
     phases = [(f"separate_{t}", (t,)) for t in TASKS] if s["strategy"] == "separate" else [(s["strategy"], TASKS)]
@@ -471,9 +559,7 @@ def main(argv=None):
             features = {t: {split: Features(model, data[t][split], pooled=(t == "arxiv"), device=device)
                             for split in ("train", "dev", "test")} for t in task_names}
 
-            def task_loss(task, step):
-                indices, _ = batch_at(step, np.arange(len(data[task]["train"])), s["batch_size"],
-                                      s["seed"] + TASKS.index(task))
+            def task_loss(task, indices):
                 hidden_states, attention_mask = features[task]["train"].batch(indices)
                 labels = data[task]["train"].batch(indices)[2]
                 return model.heads[task](hidden_states.to(device), to_device(attention_mask, device),
@@ -483,14 +569,14 @@ def main(argv=None):
                 for p in model.encoder.parameters():  # embeddings and the layers below the experts
                     p.requires_grad_(False)
 
-            def task_loss(task, step):
-                input_ids, attention_mask, labels = batch_for(task, step)
+            def task_loss(task, indices):
+                input_ids, attention_mask, labels = data[task]["train"].batch(indices)
                 loss = model(input_ids.to(device), attention_mask.to(device), head=task, labels=labels.to(device))[0]
                 if s["strategy"] == "mmoe" and s["balance_weight"]:
                     loss = loss + s["balance_weight"] * model.mixture.load_balancing_loss(task)
                 return loss
 
-        weighting = make_weighting(s, model, task_names)
+        weighting = make_weighting(s, model, task_names, context)
         # The optimizer gets every tensor that will ever train (for gradual, also those
         # still closed at step 0: AdamW skips a tensor whose gradient is None).
         params = optimizer_groups(model, s["weight_decay"], verbose=False)
@@ -501,20 +587,22 @@ def main(argv=None):
         if isinstance(weighting, Uncertainty):
             params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
         trainable = sum(p.numel() for g in params for p in g["params"])  # frozen: the heads; gradual: all, by the end
-        print(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
+        say(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
 
         def evaluate_dev():
             return evaluate(model, data, label_maps, "dev", device, features and {t: {"dev": features[t]["dev"]} for t in features})
 
-        def save_best():
+        def save_best():  # rank 0 only (train_phase evaluates there)
             model.save_pretrained(best_dir)
             tokenizer.save_pretrained(best_dir)
 
         phase_started = time.perf_counter()
-        finished = train_phase(phase, model, task_names, task_loss, weighting, params, s, device, run_dir,
-                               evaluate_dev, save_best, gradual=s["strategy"] == "gradual")
+        finished = train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s,
+                               device, run_dir, evaluate_dev, save_best, context, gradual=s["strategy"] == "gradual")
         if not finished:
             return None
+        if not context.is_main:
+            continue  # rank 0 scores the best checkpoint on test
         best = TransformerWithHeads.from_pretrained(best_dir).to(device)
         test = evaluate(best, data, label_maps, "test", device,
                         features and {t: {"test": features[t]["test"]} for t in features})
@@ -526,6 +614,8 @@ def main(argv=None):
             plot_heatmap([usage[t] for t in task_names], list(task_names),
                          [f"expert {e}" for e in range(s["experts"])], run_dir / "gates.png",
                          title="mean gate weight on dev (row: task)")
+    if not context.is_main:
+        return None
     results["wall_time_s"] = time.perf_counter() - started
     results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
     results["test"] = {t: r[t] for r in (p["test"] for p in results["phases"].values()) for t in r}

@@ -59,10 +59,17 @@ class GradNorm:
     for equal gradient norms.
     """
 
-    def __init__(self, num_tasks, shared_weight, alpha=1.5, lr=0.025):
+    def __init__(self, num_tasks, shared_weight, alpha=1.5, lr=0.025, reduce=None):
+        """reduce: under data parallelism, a function that averages a tensor across the
+        processes. Each process holds part of the batch, so its own gradient on W and its
+        own loss values are only a share; torch.autograd.grad bypasses DDP's gradient
+        averaging, so GradNorm averages explicitly, before taking norms (the norm of the
+        average, which is the one-process norm; not the average of the norms). Every rank
+        then computes the same weights, and the ranks' models stay identical."""
         if num_tasks < 2:
             raise ValueError("GradNorm balances at least two tasks")
         self.num_tasks, self.shared_weight, self.alpha = num_tasks, shared_weight, alpha
+        self.reduce = reduce or (lambda tensor: tensor)
         self.weights = torch.ones(num_tasks, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.weights], lr=lr)
         self.initial_losses = None
@@ -77,14 +84,14 @@ class GradNorm:
         norms = []
         for loss in losses:
             (gradient,) = torch.autograd.grad(loss, self.shared_weight, retain_graph=True)
-            norms.append(gradient.norm())
+            norms.append(self.reduce(gradient).norm())
         return torch.stack(norms)
 
     def weight_gradient(self, losses, gradient_norms=None):
         """dL_grad/dw, computed through autograd on L_grad (the closed form is the test)."""
         if gradient_norms is None:
             gradient_norms = self.task_gradient_norms(losses)
-        loss_values = torch.stack([loss.detach() for loss in losses])
+        loss_values = self.reduce(torch.stack([loss.detach() for loss in losses]))
         if self.initial_losses is None:
             self.initial_losses = loss_values.clone()
         loss_ratios = loss_values / self.initial_losses  # (T,)

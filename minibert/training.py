@@ -95,4 +95,4 @@ def load_checkpoint(path, settings, may_change=()):
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
-             "device", "threads", "compile", "out_dir")
+             "device", "threads", "compile", "out_dir", "accumulation_steps")
