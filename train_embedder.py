@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import regex
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
+from minibert import distributed
 from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
 from minibert.embedder import SentenceEmbedder
 from minibert.heads import SentenceEmbeddingHead
@@ -29,8 +31,8 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, pick_device,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -42,7 +44,8 @@ DEFAULTS = dict(
     temperature=0.05,         # simcse
     cosent_scale=20.0,        # cosent
     max_seq_len=64,
-    batch_size=64,
+    batch_size=64,            # the global batch (all processes together), whose other rows are the negatives
+    dropout=None,             # hidden and attention dropout (none = the init model's; SimCSE needs it > 0)
     learning_rate=5e-5,
     weight_decay=0.01,
     warmup_fraction=0.1,
@@ -77,8 +80,44 @@ def arxiv_sentences(path, max_sentences, min_chars=30, max_chars=300):
     return sentences
 
 
+class TwoSides(nn.Module):
+    """Embeddings of both sides of each pair (or two dropout views of one sentence) in one
+    forward call: under DistributedDataParallel a step is then one forward and one backward.
+    With one process it makes the same two calls, in the same order, as always."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, first, second):
+        return (self.model(**first, head="embedding")[1],  # (B, H)
+                self.model(**second, head="embedding")[1])
+
+
+def gather_rows(tensor, context):
+    """Every rank's rows, concatenated in rank order, with gradients flowing back to the rank
+    that owns them. In-batch negatives (InfoNCE, CoSENT) need the whole global batch:
+    every rank computes the same loss over it; all_gather's backward sums the W copies of
+    each rank's gradient and DDP then divides by W, which leaves the one-process gradient.
+    There is no gradient accumulation here for the same reason: micro-batches would each
+    see only their own negatives."""
+    if not context.distributed:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(tensor), dim=0)
+
+
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
+    try:
+        return train(s, context, device)
+    finally:
+        distributed.cleanup(context)
+
+
+def train(s, context, device):
+    distributed.check_batch(s["batch_size"], context, 1)
     if s["objective"] not in ("simcse", "cosine", "cosent"):
         raise ValueError(f"--objective must be simcse, cosine or cosent, got {s['objective']!r}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
@@ -89,7 +128,7 @@ def main(argv=None):
     checkpoint_path = run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
     torch.manual_seed(s["seed"])
-    device = pick_device(s["device"])
+    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- data ----
     if s["objective"] == "simcse":
@@ -101,20 +140,22 @@ def main(argv=None):
         if len(lines) < s["batch_size"]:
             raise ValueError(f"{source} gave {len(lines)} sentences, fewer than one batch of {s['batch_size']}")
         train_pairs = (lines, None, None)
-        print(f"SimCSE on {len(lines):,} sentences from {source}")
+        say(f"SimCSE on {len(lines):,} sentences from {source}")
     else:
         train_pairs = read_sts("train", s["data_dir"])
-        print(f"{s['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
+        say(f"{s['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
     num_examples = len(train_pairs[0])
 
     # ---- model ----
     tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
-    model = TransformerWithHeads.from_pretrained(s["init"])
+    model = TransformerWithHeads.from_pretrained(s["init"], **({} if s["dropout"] is None else {
+        "hidden_dropout_prob": float(s["dropout"]), "attention_probs_dropout_prob": float(s["dropout"])}))
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
         del model.heads[name]
     model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))
     model.to(device)
-    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"]), lr=s["learning_rate"])
+    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"], verbose=context.is_main),
+                                  lr=s["learning_rate"])
     embedder = SentenceEmbedder(model, tokenizer, max_length=s["max_seq_len"])
     step, elapsed, best = 0, 0.0, -1.0
     if checkpoint is not None:
@@ -122,13 +163,16 @@ def main(argv=None):
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
-        print(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f})")
-    train_model = torch.compile(model) if s["compile"] else model
+        say(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f}), "
+            f"{context.world_size} process(es) now")
+    if context.distributed:  # each rank its own dropout masks (the data is already split)
+        torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
+    two_sides = distributed.wrap(TwoSides(model), context, device)  # DDP with several processes
+    two_sides = torch.compile(two_sides) if s["compile"] else two_sides
 
-    def embed(texts):
+    def tokenize(texts):
         batch = tokenizer(texts, padding=True, truncation=True, max_length=s["max_seq_len"], return_tensors="pt")
-        return train_model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                           batch["token_type_ids"].to(device), head="embedding")[1]  # (B, H)
+        return {key: batch[key].to(device) for key in ("input_ids", "attention_mask", "token_type_ids")}
 
     def evaluate_dev():
         spearman = evaluate_sts(embedder, "dev", s["data_dir"])["spearman"]
@@ -136,19 +180,21 @@ def main(argv=None):
         return spearman
 
     log_path = run_dir / "log.csv"
-    if checkpoint is None:
+    if checkpoint is None and context.is_main:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", "train_loss", "dev_spearman"])
         # The starting model is the first candidate for "best": if training only hurts the
         # dev score, out_dir keeps the model we started from rather than a worse one.
         best = evaluate_dev()
-        print(f"STS-B dev Spearman before training: {best:.4f}")
+        say(f"STS-B dev Spearman before training: {best:.4f}")
         with open(log_path, "a", newline="") as f:
             csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
 
     def write_checkpoint():
+        if not context.is_main:
+            return
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "step": step, "elapsed": elapsed, "best": best, "settings": s,
                                           "rng": rng_states()})
@@ -157,7 +203,8 @@ def main(argv=None):
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
     per_epoch = num_examples // s["batch_size"]
     recent = []
-    bar = tqdm(total=s["max_steps"], initial=step, desc=s["objective"], unit="step", dynamic_ncols=True)
+    bar = tqdm(total=s["max_steps"], initial=step, desc=s["objective"], unit="step", dynamic_ncols=True,
+               disable=not context.is_main)
     try:
         while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
             started = time.perf_counter()
@@ -167,12 +214,17 @@ def main(argv=None):
             epoch, index = divmod(step, per_epoch)
             order = np.random.default_rng([s["seed"], epoch]).permutation(num_examples)
             rows = order[index * s["batch_size"]:(index + 1) * s["batch_size"]]
+            # this rank's rows; gathered back in rank order, the global batch in that order
+            mine = rows[context.rank::context.world_size]
+            rows = np.concatenate([rows[r::context.world_size] for r in range(context.world_size)])
             if s["objective"] == "simcse":
-                texts = [train_pairs[0][i] for i in rows]
-                loss = info_nce(embed(texts), embed(texts), s["temperature"])  # two dropout views
+                texts = tokenize([train_pairs[0][i] for i in mine])
+                u, v = two_sides(texts, texts)  # two dropout views
+                loss = info_nce(gather_rows(u, context), gather_rows(v, context), s["temperature"])
             else:
                 first, second, scores = train_pairs
-                u, v = embed([first[i] for i in rows]), embed([second[i] for i in rows])
+                u, v = two_sides(tokenize([first[i] for i in mine]), tokenize([second[i] for i in mine]))
+                u, v = gather_rows(u, context), gather_rows(v, context)
                 gold = torch.tensor(scores[rows], dtype=torch.float32, device=device)
                 loss = cosine_similarity_loss(u, v, gold) if s["objective"] == "cosine" \
                     else cosent_loss(u, v, gold, s["cosent_scale"])
@@ -182,12 +234,14 @@ def main(argv=None):
             optimizer.zero_grad(set_to_none=True)
             step += 1
             elapsed += time.perf_counter() - started
+            if s["max_minutes"]:  # every rank must agree on when the time is up
+                elapsed = distributed.from_rank0(elapsed, context)
             recent.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{recent[-1]:.4f}", epoch=epoch)
 
             last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
-            if step % s["eval_every"] == 0 or last_step:
+            if (step % s["eval_every"] == 0 or last_step) and context.is_main:
                 spearman = evaluate_dev()
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent):.4f}", f"{spearman:.4f}"])
@@ -204,15 +258,15 @@ def main(argv=None):
             if step % s["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
             if step == s["stop_at_step"]:
-                print(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
                 return None
     except KeyboardInterrupt:
         write_checkpoint()
-        print(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
         raise
     finally:
         bar.close()
-    print(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
+    say(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
     return out_dir
 
 

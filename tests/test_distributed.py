@@ -119,3 +119,37 @@ def test_global_batch_must_split_evenly(mtl_dir):
     assert distributed.micro_batches(list(range(8)), context, 2) == [[1, 3], [5, 7]]
     assert distributed.share(3, 3, distributed.Context()) == 1.0
     assert distributed.share(2, 8, context) == 0.5
+
+
+@pytest.fixture(scope="module")
+def embedder_dir(corpus_dir):
+    """A tiny init model over the corpus vocabulary and an STS-B-shaped fixture."""
+    from minibert.config import BertConfig
+    from minibert.transformer_with_heads import TransformerWithHeads
+    root = corpus_dir / "embedder"
+    sts = root / "data" / "sts" / "stsbenchmark"
+    sts.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows = [(float(rng.integers(0, 6)), " ".join(rng.choice(WORDS, 6)), " ".join(rng.choice(WORDS, 6)))
+            for _ in range(24)]
+    text = "".join(f"main-captions\tMSRvid\t2012\t{i:04d}\t{score}\t{a}\t{b}\n" for i, (score, a, b) in enumerate(rows))
+    for split in ("train", "dev", "test"):
+        (sts / f"sts-{split}.csv").write_text(text)
+    tokenizer = WordPieceTokenizer.from_pretrained(corpus_dir / "vocab")
+    torch.manual_seed(0)
+    TransformerWithHeads(BertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size)).save_pretrained(root / "init")
+    tokenizer.save_pretrained(root / "init")
+    return root
+
+
+@pytest.mark.parametrize("objective", ["simcse", "cosent"])
+def test_contrastive_two_processes_equal_one_process(embedder_dir, objective):
+    """In-batch negatives span the processes (all_gather), so 2 x 4 rows train like 8."""
+    args = ["--init=init", f"--objective={objective}", "--data_dir=data", "--sentences=../corpus.txt",
+            "--batch_size=8", "--max_steps=3", "--eval_every=100", "--dropout=0", "--learning_rate=1e-3",
+            "--threads=1"]
+    for processes in (1, 2):
+        launch("train_embedder.py", args + [f"--run_dir={objective}{processes}",
+                                            f"--out_dir={objective}{processes}/model"], embedder_dir, processes)
+    one, two = (weights(embedder_dir / f"{objective}{n}/checkpoint.pt") for n in (1, 2))
+    assert_same_weights(one, two)
