@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Real datasets live beside the project, never inside it.
 export MINIBERT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo bench notebooks mtl-experiment clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,14 @@ demo: install
 bench: install
 	$(PY) bench/bench_mlm_step.py
 	$(PY) bench/bench_tokenizer.py
+
+# Run the notebooks top to bottom and store them with their outputs.
+notebooks: install
+	$(PY) notebooks/run_notebooks.py
+
+# The multi-task grid of docs/RESULTS.md (hours on 2 cores; resumes where it stopped).
+mtl-experiment: install
+	$(PY) bench/mtl_experiment.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

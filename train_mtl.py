@@ -58,7 +58,8 @@ DEFAULTS = dict(
     weights="1,1",            # static weights of arxiv, scierc (joint and gradual)
     task_fraction="",         # e.g. scierc=0.1: keep 10% of that task's training data
     arxiv_train_limit=0,      # use at most this many arXiv training papers (0 = all 24,000)
-    eval_limit=0,             # score dev on at most this many examples per task (0 = all); test is always whole
+    eval_limit=0,             # score dev on at most this many examples per task (0 = all)
+    test_limit=0,             # score test on at most this many (0 = all, as every reported figure is)
     cls_max_length=128,
     ner_max_length=128,
     batch_size=16,            # per task, the global batch: the same whatever the number of processes
@@ -186,9 +187,9 @@ def load_tasks(s, tokenizer, say=print):
     for split in ("dev", "test"):
         texts, labels = arxiv10(split, s["data_dir"])
         sentences = scierc(split, s["data_dir"])
-        if split == "dev" and s["eval_limit"]:
-            texts, labels = texts[:s["eval_limit"]], labels[:s["eval_limit"]]
-            sentences = sentences[:s["eval_limit"]]
+        limit = s["eval_limit"] if split == "dev" else s["test_limit"]
+        if limit:
+            texts, labels, sentences = texts[:limit], labels[:limit], sentences[:limit]
         data["arxiv"][split] = ClassificationTask(texts, labels, tokenizer, label_maps["arxiv"], s["cls_max_length"])
         data["scierc"][split] = TaggingTask(sentences, tokenizer, label_maps["scierc"], s["ner_max_length"])
     for task in TASKS:

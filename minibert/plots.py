@@ -69,7 +69,8 @@ def plot_projection(vectors, groups, labels, png_path, title="sentence embedding
 
 def plot_heatmap(matrix, row_labels, column_labels, png_path, title=None, annotate=True):
     """A matrix as coloured cells with its values written in: attention weights over tokens,
-    or each task's mean gate weight per expert."""
+    or each task's mean gate weight per expert. png_path=None: the figure is returned, to show
+    in a notebook."""
     matrix = np.asarray(matrix, dtype=np.float64)
     fig, axis = plt.subplots(figsize=(1.0 + 0.6 * matrix.shape[1], 1.0 + 0.5 * matrix.shape[0]))
     image = axis.imshow(matrix, cmap="viridis", aspect="auto")
@@ -84,6 +85,8 @@ def plot_heatmap(matrix, row_labels, column_labels, png_path, title=None, annota
     if title:
         axis.set_title(title)
     fig.tight_layout()
+    if png_path is None:
+        return fig
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return png_path

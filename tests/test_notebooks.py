@@ -1,0 +1,23 @@
+"""Every notebook runs top to bottom in a fresh kernel; a cell that raises fails the test.
+The stored copies (with outputs, for reading online) are refreshed by `make notebooks`."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks"))
+import run_notebooks  # noqa: E402
+
+
+def test_there_are_four_notebooks():
+    assert [p.stem[:2] for p in run_notebooks.NOTEBOOKS] == ["01", "02", "03", "04"]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", run_notebooks.NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_from_a_fresh_kernel(path):
+    import nbformat
+    stored = nbformat.read(path, as_version=4)
+    assert all(not any(o.get("output_type") == "error" for o in cell.get("outputs", [])) for cell in stored.cells)
+    run_notebooks.execute(path, output_path=None)  # raises CellExecutionError if a cell fails
