@@ -176,10 +176,12 @@ def load_tasks(s, tokenizer, say=print):
     """{task: {"train", "dev", "test": task data}}, and the label maps."""
     fractions = parse_fractions(s["task_fraction"])
     texts, labels = arxiv10("train", s["data_dir"])
+    all_sentences = scierc("train", s["data_dir"])
+    # Label maps from the whole training set: a subsample must not drop a rare label.
+    label_maps = {"arxiv": LabelMap.from_labels(labels),
+                  "scierc": LabelMap.from_bio_tags(tag for _, tags in all_sentences for tag in tags)}
     papers = subsample(list(zip(texts, labels)), fractions["arxiv"], s["arxiv_train_limit"], s["seed"])
-    sentences = subsample(scierc("train", s["data_dir"]), fractions["scierc"], 0, s["seed"])
-    label_maps = {"arxiv": LabelMap.from_labels(label for _, label in papers),
-                  "scierc": LabelMap.from_bio_tags(tag for _, tags in sentences for tag in tags)}
+    sentences = subsample(all_sentences, fractions["scierc"], 0, s["seed"])
     data = {"arxiv": {}, "scierc": {}}
     data["arxiv"]["train"] = ClassificationTask([t for t, _ in papers], [l for _, l in papers], tokenizer,
                                                 label_maps["arxiv"], s["cls_max_length"])

