@@ -65,6 +65,7 @@ DEFAULTS = dict(
     results="docs/RESULTS.md",
     figures="docs/img",
     train_args="",  # anything else for train_mtl.py, e.g. "--unfreeze_every=20"
+    report_only=False,  # rebuild the table from the finished runs in --out without running anything
 )
 
 
@@ -238,7 +239,7 @@ def write_report(s, runs):
     block = "\n".join([
         BEGIN,
         f"Command: `python bench/mtl_experiment.py --backbones={s['backbones']} --seeds={s['seeds']}` "
-        f"(per run: {settings}; written {time.strftime('%Y-%m-%d %H:%M')}).",
+        f"(per run: {settings}; table written {time.strftime('%Y-%m-%d %H:%M')} from the runs finished by then).",
         "",
         table(s, runs, cells),
         "",
@@ -255,7 +256,10 @@ def write_report(s, runs):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    run_all(s)
+    if s["report_only"]:
+        write_report(s, grid(s))
+    else:
+        run_all(s)
     print(f"table written to {s['results']}")
 
 

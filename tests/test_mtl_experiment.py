@@ -41,5 +41,9 @@ def test_experiment_grid_writes_the_table(tmp_path):
     stamp = (tmp_path / "grid" / "tiny_balanced_joint_s1" / "results.json").stat().st_mtime_ns
     mtl_experiment.main(args)
     assert (tmp_path / "grid" / "tiny_balanced_joint_s1" / "results.json").stat().st_mtime_ns == stamp
+    # --report_only rebuilds the same table from the runs on disk
+    results.write_text("# Results\n")
+    mtl_experiment.main(args + ["--report_only=true"])
+    assert [l for l in results.read_text().splitlines() if l.startswith("| tiny |")] == rows
     with pytest.raises(FileNotFoundError, match="train_mlm.py"):
         mtl_experiment.main(args[:0] + ["--backbones=mini=/nonexistent"] + args[1:])
