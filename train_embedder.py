@@ -31,8 +31,8 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -109,11 +109,7 @@ def gather_rows(tensor, context):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
-    try:
-        return train(s, context, device)
-    finally:
-        distributed.cleanup(context)
+    return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
@@ -148,8 +144,7 @@ def train(s, context, device):
 
     # ---- model ----
     tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
-    model = TransformerWithHeads.from_pretrained(s["init"], **({} if s["dropout"] is None else {
-        "hidden_dropout_prob": float(s["dropout"]), "attention_probs_dropout_prob": float(s["dropout"])}))
+    model = TransformerWithHeads.from_pretrained(s["init"], **dropout_overrides(s["dropout"]))
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
         del model.heads[name]
     model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))

@@ -31,8 +31,8 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -100,11 +100,7 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
-    try:
-        return train(s, context, device)
-    finally:
-        distributed.cleanup(context)
+    return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
@@ -158,10 +154,7 @@ def train(s, context, device):
 
     # ---- model and optimiser ----
     config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                                    max_position_embeddings=max(512, s["max_seq_len"]),
-                                    **({} if s["dropout"] is None else
-                                       {"hidden_dropout_prob": float(s["dropout"]),
-                                        "attention_probs_dropout_prob": float(s["dropout"])}))
+                                    max_position_embeddings=max(512, s["max_seq_len"]), **dropout_overrides(s["dropout"]))
     model = TransformerWithHeads(config)
     model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device)

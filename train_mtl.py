@@ -42,8 +42,8 @@ from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
+                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -286,9 +286,7 @@ class Features:
 # ------------------------------------------------------------------------ the model
 
 def build_model(s, label_maps, tasks=TASKS):
-    dropout = {} if s["dropout"] is None else {"hidden_dropout_prob": float(s["dropout"]),
-                                                  "attention_probs_dropout_prob": float(s["dropout"])}
-    model = TransformerWithHeads.from_pretrained(s["init"], **dropout)
+    model = TransformerWithHeads.from_pretrained(s["init"], **dropout_overrides(s["dropout"]))
     for name in list(model.heads):  # start from the encoder only (an MLM head is not needed)
         del model.heads[name]
     if "arxiv" in tasks:
@@ -508,11 +506,7 @@ def make_weighting(s, model, task_names, context):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    context, device = distributed.setup(s["device"])  # one process, or one of torchrun's
-    try:
-        return train(s, context, device)
-    finally:
-        distributed.cleanup(context)
+    return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):

@@ -64,7 +64,7 @@ DEFAULTS = dict(
     out="runs/mtl_grid",
     results="docs/RESULTS.md",
     figures="docs/img",
-    train_args="",  # anything else for train_mtl.py, e.g. "--unfreeze_every=20"
+    train_args="--unfreeze_every=15",  # more train_mtl.py settings: gradual opens all 7 groups within 100 steps
     report_only=False,  # rebuild the table from the finished runs in --out without running anything
 )
 
@@ -236,6 +236,7 @@ def write_report(s, runs):
     plot(s, runs, cells, figures / "mtl_grid.png")
     settings = " ".join(f"--{k}={s[k]}" for k in ("max_steps", "batch_size", "learning_rate", "arxiv_train_limit",
                                                      "eval_limit", "eval_every", "cls_max_length"))
+    settings += f" {s['train_args']}" if s["train_args"] else ""
     block = "\n".join([
         BEGIN,
         f"Command: `python bench/mtl_experiment.py --backbones={s['backbones']} --seeds={s['seeds']}` "

@@ -62,6 +62,15 @@ def setup(device_setting="auto"):
     return context, device
 
 
+def launch(train, settings):
+    """Run train(settings, context, device) as this process's part of the group (or alone)."""
+    context, device = setup(settings["device"])
+    try:
+        return train(settings, context, device)
+    finally:
+        cleanup(context)
+
+
 def cleanup(context):
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()

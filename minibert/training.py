@@ -51,6 +51,13 @@ def optimizer_groups(model, weight_decay, verbose=True):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def dropout_overrides(dropout):
+    """--dropout=p as config fields for from_pretrained / from_preset; None keeps the model's."""
+    if dropout is None:
+        return {}
+    return {"hidden_dropout_prob": float(dropout), "attention_probs_dropout_prob": float(dropout)}
+
+
 def set_learning_rate(optimizer, lr):
     for group in optimizer.param_groups:
         group["lr"] = lr
