@@ -544,6 +544,9 @@ def train(s, context, device):
     phases = [(f"separate_{t}", (t,)) for t in TASKS] if s["strategy"] == "separate" else [(s["strategy"], TASKS)]
     results = {"settings": s, "phases": {}}
     for phase, task_names in phases:
+        # The new heads of every phase start from the seed, whatever ran before: the same
+        # initialisation in one process and on every rank of several.
+        torch.manual_seed(s["seed"])
         model = build_model(s, label_maps, task_names).to(device)
         best_dir = run_dir / f"best_{phase}"
         features = None

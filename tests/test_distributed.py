@@ -86,13 +86,17 @@ def mtl(mtl_dir, run, processes, *extra):
     return launch("train_mtl.py", args, mtl_dir, processes)
 
 
-@pytest.mark.parametrize("strategy", ["joint", "gradnorm", "uncertainty", "gradual"])
+@pytest.mark.parametrize("strategy", ["joint", "gradnorm", "uncertainty", "gradual", "separate", "mmoe"])
 def test_multitask_two_processes_equal_one_process(mtl_dir, strategy):
-    mtl(mtl_dir, f"one_{strategy}", 1, f"--strategy={strategy}")
-    mtl(mtl_dir, f"two_{strategy}", 2, f"--strategy={strategy}")
-    a = torch.load(mtl_dir / f"one_{strategy}/checkpoint_{strategy}.pt", weights_only=False)
-    b = torch.load(mtl_dir / f"two_{strategy}/checkpoint_{strategy}.pt", weights_only=False)
-    assert_same_weights(a["model"], b["model"])
+    extra = ["--top_k=1", "--experts=3", "--expert_layers=1"] if strategy == "mmoe" else []  # experts may sit out
+    mtl(mtl_dir, f"one_{strategy}", 1, f"--strategy={strategy}", *extra)
+    mtl(mtl_dir, f"two_{strategy}", 2, f"--strategy={strategy}", *extra)
+    phases = ["separate_arxiv", "separate_scierc"] if strategy == "separate" else [strategy]
+    for phase in phases:  # for "separate", the second model too
+        assert_same_weights(weights(mtl_dir / f"one_{strategy}/checkpoint_{phase}.pt"),
+                            weights(mtl_dir / f"two_{strategy}/checkpoint_{phase}.pt"))
+    a = torch.load(mtl_dir / f"one_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=False)
+    b = torch.load(mtl_dir / f"two_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=False)
     if strategy == "gradnorm":  # every rank computed the weights from the averaged gradients
         assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
         assert not torch.allclose(a["weighting"]["weights"], torch.ones(2))
