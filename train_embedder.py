@@ -199,7 +199,7 @@ def train(s, context, device):
     per_epoch = num_examples // s["batch_size"]
     recent = []
     bar = tqdm(total=s["max_steps"], initial=step, desc=s["objective"], unit="step", dynamic_ncols=True,
-               disable=not context.is_main)
+               **distributed.quiet(context))
     try:
         while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
             started = time.perf_counter()

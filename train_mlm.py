@@ -194,7 +194,7 @@ def train(s, context, device):
     # ---- the loop ----
     model.train()
     bar = tqdm(total=s["max_steps"], initial=step, desc="pretraining", unit="step", dynamic_ncols=True,
-               disable=not context.is_main)
+               **distributed.quiet(context))
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
     try:
         while progress() < 1.0:

@@ -406,7 +406,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
     wrapped, open_groups = distributed.wrap(step_losses, context, device, find_unused), None
     model.train()
     bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True,
-               disable=not context.is_main)
+               **distributed.quiet(context))
     while progress() < 1.0:
         started = time.perf_counter()
         lr = learning_rate_at(progress(), lr_peak, s["warmup_fraction"], s["schedule"])

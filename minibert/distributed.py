@@ -146,6 +146,12 @@ def broadcast_object(value, context):
     return box[0]
 
 
+def quiet(context):
+    """tqdm settings: other ranks show no progress bar; rank 0 keeps tqdm's defaults (and
+    TQDM_* environment settings, e.g. TQDM_DISABLE=1 in the notebooks)."""
+    return {} if context.is_main else {"disable": True}
+
+
 def barrier(context):
     if context.distributed:
         dist.barrier()

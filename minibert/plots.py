@@ -1,11 +1,14 @@
 """Pictures a reader would rather look at than read: training curves, 2-D maps of
-sentence embeddings, heat maps. matplotlib's Agg backend, so it works without a screen."""
+sentence embeddings, heat maps. matplotlib's Agg backend, so it works without a screen
+(except inside Jupyter, whose inline backend shows the figures)."""
 
 import csv
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # scripts draw into files, screen or not; notebooks keep inline plots
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
