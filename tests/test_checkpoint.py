@@ -115,6 +115,61 @@ def test_mlm_loss_and_every_gradient_match_transformers(fused):
     assert checked == len(list(ours.parameters()))  # every parameter, the tied one included
 
 
+def test_tagging_fine_tune_on_minilm_matches_transformers(minilm_dir):
+    """Three AdamW steps of token classification on the real all-MiniLM-L6-v2 weights give the
+    losses and the weights of transformers.BertForTokenClassification: the SciERC anchor in
+    the README comes from that class, so a gap to it is the training budget, not the model."""
+    from transformers import BertForTokenClassification, BertTokenizerFast
+    num_labels, no_dropout = 5, dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    reference = BertForTokenClassification.from_pretrained(minilm_dir, num_labels=num_labels, **no_dropout).train()
+    ours = TransformerWithHeads.from_pretrained(minilm_dir, **no_dropout).train()
+    ours.add_head("ner", TokenClassificationHead(ours.config, num_labels))
+    with torch.no_grad():
+        ours.heads["ner"].classifier.weight.copy_(reference.classifier.weight)
+        ours.heads["ner"].classifier.bias.copy_(reference.classifier.bias)
+
+    # first piece of every word labelled (a random tag), other pieces, [CLS], [SEP], padding -100
+    batch = BertTokenizerFast.from_pretrained(minilm_dir)(SENTENCES[:8], padding=True, return_tensors="pt")
+    tags = torch.randint(num_labels, batch["input_ids"].shape, generator=torch.Generator().manual_seed(2))
+    labels = torch.full_like(batch["input_ids"], -100)
+    for row in range(len(labels)):
+        word_ids = batch.word_ids(row)
+        for position, word in enumerate(word_ids):
+            if word is not None and (position == 0 or word_ids[position - 1] != word):
+                labels[row, position] = tags[row, position]
+
+    initial = {name: p.detach().clone() for name, p in reference.named_parameters()}
+    reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-4)
+    ours_optimizer = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    for step in range(3):
+        expected = reference(**batch, labels=labels).loss
+        loss, _ = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], head="ner", labels=labels)
+        assert torch.allclose(loss, expected, rtol=1e-5), f"step {step}: {loss.item()} vs {expected.item()}"
+        for optimizer, value in ((reference_optimizer, expected), (ours_optimizer, loss)):
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+
+    reference_params = dict(reference.named_parameters())
+    ours_params = dict(ours.named_parameters())
+    name_map = {"bert." + theirs: mine for theirs, mine in hf_name_map(ours.config).items()}
+    name_map.update({f"classifier.{kind}": f"heads.ner.classifier.{kind}" for kind in ("weight", "bias")})
+    assert len(name_map) == len(ours_params)
+    # Compare the updates, not the weights: Adam moves an element by about lr whatever its
+    # gradient's size, so where a gradient is rounding noise (the key bias's true gradient is
+    # zero, see the MLM test above) both sides take lr-sized steps of noise.
+    noise_only = 0
+    for theirs, mine in name_map.items():
+        if mine.endswith("attention.key.bias"):
+            noise_only += 1
+            continue
+        update = reference_params[theirs] - initial[theirs]
+        error = (ours_params[mine] - reference_params[theirs]).norm()
+        assert error <= 5e-3 * update.norm(), f"{mine}: update differs by {error / update.norm():.1e} of its size"
+    assert noise_only == ours.config.num_hidden_layers
+
+
 def test_save_pretrained_loads_in_transformers(tmp_path):
     from transformers import BertForMaskedLM
     config = odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
