@@ -75,6 +75,7 @@ DEFAULTS = dict(
     unfreeze_every=100,       # gradual
     gradnorm_alpha=1.5,
     gradnorm_lr=0.025,
+    uncertainty_lr=0.0,       # learning rate of uncertainty's log-variances (0 = the network's, as in the paper)
     experts=4,                # mmoe: number of experts
     expert_layers=2,          # mmoe: how many top encoder layers each expert copies
     top_k=0,                  # mmoe: 0 = dense gates; 1 or 2 = route each example to its top experts
@@ -585,7 +586,11 @@ def train(s, context, device):
             # gradient on W, so W joins autograd, but it is given to no optimizer: it stays put.
             weighting.shared_weight.requires_grad_(True)
         if isinstance(weighting, Uncertainty):
-            params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+            # At the network's learning rate a log-variance moves by at most about lr per
+            # step (Adam), 0.01 in 100 steps of 1e-4: too slow for a short run. Like GradNorm's
+            # weights, it can have its own rate, as a multiple of the schedule's.
+            scale = s["uncertainty_lr"] / s["learning_rate"] if s["uncertainty_lr"] else 1.0
+            params.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr_scale": scale})
         trainable = sum(p.numel() for g in params for p in g["params"])  # frozen: the heads; gradual: all, by the end
         say(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
 

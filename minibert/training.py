@@ -59,8 +59,9 @@ def dropout_overrides(dropout):
 
 
 def set_learning_rate(optimizer, lr):
+    """Every group follows the schedule; a group with an "lr_scale" runs at that multiple of it."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def rng_states():

@@ -143,6 +143,20 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
 
 
+def test_uncertainty_log_variances_take_their_own_learning_rate(fixture_dir, tmp_path):
+    moved = {}
+    for name, extra in (("network_rate", []), ("own_rate", ["--uncertainty_lr=0.1"])):
+        run(fixture_dir, tmp_path / name, "--strategy=uncertainty", *extra)
+        checkpoint = torch.load(tmp_path / name / "checkpoint_uncertainty.pt", weights_only=False)
+        *network, variances = checkpoint["optimizer"]["param_groups"]
+        assert variances["lr"] == pytest.approx((0.1 if extra else 1e-3) / 1e-3 * network[0]["lr"])
+        assert variances["weight_decay"] == 0.0
+        moved[name] = checkpoint["weighting"]["log_variances"].abs()
+    # Adam moves a parameter by at most about the learning rate per step: 4 steps of <= 1e-3
+    assert (moved["network_rate"] <= 4e-3).all()
+    assert (moved["own_rate"] > 10 * moved["network_rate"]).all()
+
+
 def test_joint_training_overfits_the_tiny_two_task_set(fixture_dir, tmp_path):
     run(fixture_dir, tmp_path, "--strategy=joint", "--max_steps=150", "--eval_every=150", "--learning_rate=3e-3",
         "--warmup_fraction=0.05")
