@@ -1,7 +1,9 @@
 """The multi-task experiment: every strategy of train_mtl.py, balanced and with 10% of
 SciERC, on two backbones, over several seeds; mean ± std written to docs/RESULTS.md.
 
-    python bench/mtl_experiment.py                       # the full grid (about 2 hours here)
+    python bench/mtl_experiment.py                       # the full grid: 102 runs, about 3.5 hours here
+    python bench/mtl_experiment.py --strategies=frozen,separate,joint,gradual,gradnorm,uncertainty \
+        --imbalanced_extra=joint_1:3,uncertainty_lr0.025  # without MMoE: 78 runs, about 2.5 hours
     python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/mini60/model --strategies=joint,gradnorm
 
 Each run is `python train_mtl.py ...` in its own process, in out/<backbone>_<data>_<variant>_s<seed>,
