@@ -518,6 +518,8 @@ def train(s, context, device):
     if s["strategy"] != "mmoe" and (s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]):
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
+    if s["uncertainty_lr"] < 0:
+        raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["accumulation_steps"] > 1 and "gradnorm" in (s["strategy"], s["weighting"]):

@@ -174,6 +174,8 @@ def test_bad_settings(fixture_dir, tmp_path):
         run(fixture_dir, tmp_path, "--task_fraction=ner=0.1")
     with pytest.raises(ValueError, match="--weights"):
         run(fixture_dir, tmp_path, "--weights=1")
+    with pytest.raises(ValueError, match="--uncertainty_lr"):
+        run(fixture_dir, tmp_path, "--strategy=uncertainty", "--uncertainty_lr=-0.1")
 
 
 def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
