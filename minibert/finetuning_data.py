@@ -1,8 +1,11 @@
-"""The two fine-tuning tasks, from files to model inputs and back.
+"""Fine-tuning data, from files to model inputs and back.
 
-Sentence classification (arXiv10): title + abstract -> one of 10 arXiv categories.
-Token classification (SciERC): each word -> a BIO entity tag (Task, Method, Metric,
-Material, OtherScientificTerm, Generic).
+Readers: labelled texts from JSON Lines, CSV or TSV (read_classification), tagged words from
+CoNLL columns (read_conll; IOB1 converted to BIO). A bad line is one error that names the
+file, the line and what was expected: not UTF-8, not JSON, a missing field or column, a list
+where a label belongs, a line with one column, a tag that is not O, B-type or I-type.
+The built-in tasks: arXiv10 (title + abstract -> one of 10 arXiv categories) and SciERC
+(each word -> a BIO entity tag: Task, Method, Metric, Material, OtherScientificTerm, Generic).
 
 The subtle part is the word <-> sub-word alignment. WordPiece cuts "segmentation" into
 "segment", "##ation"; the label belongs to the word, so the first piece carries it and
@@ -13,8 +16,10 @@ into word windows that fit, never mid-word, so no gold word goes unscored.
     python -m minibert.finetuning_data          # print a sample of each task, aligned
 """
 
+import csv
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from .paths import data_file
 
@@ -38,44 +43,104 @@ def iob1_to_bio(tags):
     return bio
 
 
+def text_lines(path):
+    """(line number, text) for each line of a UTF-8 file. Bytes are decoded one line at a time
+    so that a file in another encoding is reported at its first bad line, not as a bare
+    UnicodeDecodeError from somewhere in a buffer."""
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            try:
+                yield line_number, raw.decode("utf-8-sig" if line_number == 1 else "utf-8")  # -sig: a leading BOM
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                                 f"{error.start + 1}); save the file as UTF-8") from None
+
+
 def read_conll(path, token_column=0, tag_column=-1, scheme="iob1"):
     """A CoNLL file -> list of (words, tags) sentences. Blank lines end sentences;
-    -DOCSTART- lines are skipped. scheme="iob1" converts to BIO, "bio" keeps the tags."""
+    -DOCSTART- lines are skipped. Columns are picked by index (negative counts from the end).
+    scheme="iob1" converts to BIO, "bio" keeps the tags; either way a tag is O, B-type or I-type."""
     if scheme not in ("iob1", "bio"):
         raise ValueError(f"scheme must be 'iob1' or 'bio', got {scheme!r}")
     sentences, words, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            columns = line.split()
-            if not columns or columns[0] == "-DOCSTART-":
-                if words:
-                    sentences.append((words, iob1_to_bio(tags) if scheme == "iob1" else tags))
-                words, tags = [], []
-                continue
-            try:
-                words.append(columns[token_column])
-                tags.append(columns[tag_column])
-            except IndexError:
-                raise ValueError(f"{path}:{line_number}: expected a token and a tag column, got {line!r}") from None
+    for line_number, line in text_lines(path):
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if words:
+                sentences.append((words, iob1_to_bio(tags) if scheme == "iob1" else tags))
+            words, tags = [], []
+            continue
+        where = f"{path}:{line_number}:"
+        if len(columns) == 1:  # else the word itself would be read as its tag (column -1)
+            raise ValueError(f"{where} one column ({line.strip()!r}); a CoNLL line needs a token and a tag column")
+        for setting, index in (("token_column", token_column), ("tag_column", tag_column)):
+            if not -len(columns) <= index < len(columns):
+                raise ValueError(f"{where} {setting} {index} does not exist: the line has {len(columns)} columns "
+                                 f"({line.strip()!r})")
+        tag = columns[tag_column]
+        if tag != "O" and (tag[:2] not in ("B-", "I-") or len(tag) == 2):
+            raise ValueError(f"{where} tag {tag!r} (column {tag_column}) is not O, B-type or I-type")
+        words.append(columns[token_column])
+        tags.append(tag)
     if words:
         sentences.append((words, iob1_to_bio(tags) if scheme == "iob1" else tags))
     return sentences
 
 
+def labelled_text(record, text_fields, label_field, separator, where, missing="record has no field"):
+    """One record (a dict) -> (text, label): the text fields joined, the label as a string."""
+    absent = [k for k in (*text_fields, label_field) if record.get(k) is None]
+    if absent:
+        raise ValueError(f"{where} the {missing} {absent[0]!r}" + (f" (nor {absent[1:]})" if len(absent) > 1 else ""))
+    label = record[label_field]
+    if isinstance(label, (list, dict)):
+        raise ValueError(f"{where} field {label_field!r} is a {type(label).__name__}; a label is one string or number")
+    return separator.join(str(record[k]).strip() for k in text_fields), str(label)
+
+
 def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", separator=". "):
     """A JSON Lines file -> (texts, labels); several text fields are joined by `separator`."""
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for line_number, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}:"
+        try:
             record = json.loads(line)
-            missing = [k for k in (*text_fields, label_field) if k not in record]
-            if missing:
-                raise ValueError(f"{path}:{line_number}: the record has no field {missing}")
-            texts.append(separator.join(str(record[k]).strip() for k in text_fields))
-            labels.append(record[label_field])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where} expected a JSON object with fields {[*text_fields, label_field]}, "
+                             f"got {type(record).__name__} {line.strip()[:40]!r}")
+        text, label = labelled_text(record, text_fields, label_field, separator, where)
+        texts.append(text)
+        labels.append(label)
     return texts, labels
+
+
+def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "):
+    """A CSV or TSV file with a header row -> (texts, labels); columns are found by name."""
+    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter)
+    missing = [k for k in (*text_fields, label_field) if k not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")
+    texts, labels = [], []
+    for record in reader:
+        text, label = labelled_text(record, text_fields, label_field, separator, f"{path}:{reader.line_num}:",
+                                     missing="row has no value for")
+        texts.append(text)
+        labels.append(label)
+    return texts, labels
+
+
+def read_classification(path, text_fields, label_field):
+    """Labelled texts from JSON Lines, CSV or TSV, told apart by the file's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return read_jsonl(path, text_fields, label_field)
+    if suffix in (".csv", ".tsv"):
+        return read_delimited(path, text_fields, label_field, delimiter="," if suffix == ".csv" else "\t")
+    raise ValueError(f"{path}: a classification file is .jsonl, .csv or .tsv, got {suffix or 'no extension'!r}")
 
 
 def arxiv10(split, data_dir=None):
@@ -105,8 +170,11 @@ class LabelMap:
         types = {tag.partition("-")[2] for tag in tags if tag != "O"}
         return cls(["O"] + sorted(f"{prefix}-{kind}" for kind in types for prefix in "BI"))
 
-    def encode(self, label):
+    def encode(self, label, unseen=None):
+        """The id of `label`; a label the training data never had is an error, or `unseen` if given."""
         if label not in self.ids:
+            if unseen is not None:
+                return unseen
             raise ValueError(f"label {label!r} was not in the training data; known: {self.names}")
         return self.ids[label]
 
@@ -150,8 +218,9 @@ def word_windows(piece_counts, room):
     return windows
 
 
-def encode_tagged(sentences, tokenizer, label_map, max_length):
-    """(words, tags) sentences -> TaggedWindows of at most max_length positions."""
+def encode_tagged(sentences, tokenizer, label_map, max_length, unseen=None):
+    """(words, tags) sentences -> TaggedWindows of at most max_length positions. A tag not in
+    label_map is an error, or gets the id `unseen` if given (-100: left out of the loss)."""
     room = max_length - 2  # [CLS] and [SEP]
     windows = []
     for sentence_index, (words, tags) in enumerate(sentences):
@@ -161,7 +230,7 @@ def encode_tagged(sentences, tokenizer, label_map, max_length):
             for word in range(start, end):
                 for k, piece in enumerate(piece_ids[word][:room]):
                     input_ids.append(piece)
-                    labels.append(label_map.encode(tags[word]) if k == 0 else -100)
+                    labels.append(label_map.encode(tags[word], unseen) if k == 0 else -100)
                     word_ids.append(word)
             input_ids, labels, word_ids = input_ids[:room + 1], labels[:room + 1], word_ids[:room + 1]
             input_ids.append(tokenizer.sep_token_id)

@@ -1,0 +1,177 @@
+"""Tasks as data: the readers of the two kinds and the task file, and the one line each bad
+input gets. Every message names the file and line (or the setting) and what was expected."""
+
+import json
+import re
+
+import pytest
+
+from minibert.finetuning_data import read_classification, read_conll, read_jsonl
+from minibert.tasks import Classification, Tagging, parse_per_task, read_task_file
+from minibert.tokenizer import WordPieceTokenizer
+
+
+def raises_naming(where, *words):
+    """pytest.raises(ValueError) whose message starts with `where` and contains every word."""
+    return pytest.raises(ValueError, match=re.escape(str(where)) + "".join(f"(?s:.*){re.escape(w)}" for w in words))
+
+
+# ---------------------------------------------------------------------------- CoNLL
+
+
+def test_conll_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"A NN O I-Task\n\nb NN O O\ncaf\xe9 NN O O\n")
+    with raises_naming(f"{path}:4:", "UTF-8"):
+        read_conll(path)
+
+
+def test_conll_line_with_one_column_is_reported_as_such(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("A NN O I-Task\nb\n")
+    with raises_naming(f"{path}:2:", "one column"):
+        read_conll(path)
+
+
+def test_conll_tag_column_that_does_not_exist(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("A NN O I-Task\n")
+    with raises_naming(f"{path}:1:", "tag_column 5", "4 columns"):
+        read_conll(path, tag_column=5)
+
+
+def test_conll_columns_by_index_negative_allowed(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("1 Paris B-LOC x\n2 is O x\n\n1 Rome B-LOC x\n")
+    assert read_conll(path, token_column=1, tag_column=-2, scheme="bio") == \
+        [(["Paris", "is"], ["B-LOC", "O"]), (["Rome"], ["B-LOC"])]
+
+
+def test_conll_tag_that_is_not_bio(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("A NOUN\n")
+    with raises_naming(f"{path}:1:", "NOUN", "O, B-type or I-type"):
+        read_conll(path, scheme="bio")
+
+
+# ---------------------------------------------------------------------- JSON Lines
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"text": "a b", "label": "x"', "not valid JSON"),             # truncated
+    ("17", "a JSON object"),                                         # a bare number
+    ('{"text": "a b", "label": ["x", "y"]}', "'label' is a list"),  # a list as label
+    ('{"text": "a b"}', "no field 'label'"),                       # (the old code named it too)
+])
+def test_bad_jsonl_line_names_file_and_line(tmp_path, line, expected):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"text": "c d", "label": "y"}\n' + line + "\n")
+    with raises_naming(f"{path}:2:", expected):
+        read_jsonl(path, text_fields=("text",), label_field="label")
+
+
+def test_classification_files_by_extension(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"title": "T", "abstract": "A, b", "label": 3}\n')
+    (tmp_path / "a.csv").write_text('title,abstract,label\nT,"A, b",3\n')
+    (tmp_path / "a.tsv").write_text("title\tabstract\tlabel\nT\tA, b\t3\n")
+    for name in ("a.jsonl", "a.csv", "a.tsv"):
+        assert read_classification(tmp_path / name, ("title", "abstract"), "label") == (["T. A, b"], ["3"]), name
+    (tmp_path / "b.csv").write_text("text,label\nfine,x\nshort\n")
+    with raises_naming(f"{tmp_path / 'b.csv'}:3:", "no value for 'label'"):
+        read_classification(tmp_path / "b.csv", ("text",), "label")
+    with raises_naming(tmp_path / "b.csv", "no column 'body'", "text, label"):
+        read_classification(tmp_path / "b.csv", ("body",), "label")
+    (tmp_path / "c.xml").write_text("<a/>")
+    with raises_naming(tmp_path / "c.xml", ".jsonl, .csv or .tsv"):
+        read_classification(tmp_path / "c.xml", ("text",), "label")
+
+
+# ------------------------------------------------------------------------ task file
+
+
+def write_tasks(tmp_path, tasks):
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks, indent=1))
+    return path
+
+
+def good_tasks(tmp_path):
+    (tmp_path / "cls").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "cls" / f"{split}.csv").write_text("text,label\nan apple,fruit\na car,vehicle\n")
+        (tmp_path / f"{split}.conll").write_text("Paris B-LOC\nis O\n")
+    return [{"name": "topic", "kind": "classification", "train": "cls/train.csv", "dev": "cls/dev.csv",
+             "test": "cls/test.csv", "text_fields": ["text"], "label_field": "label"},
+            {"name": "places", "kind": "tagging", "train": "train.conll", "dev": "dev.conll", "test": "test.conll",
+             "token_column": 0, "tag_column": -1, "scheme": "bio"}]
+
+
+def test_task_file_paths_are_relative_to_it(tmp_path):
+    tasks = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
+    assert [type(t) for t in tasks] == [Classification, Tagging]
+    assert tasks[0].files["train"] == tmp_path / "cls" / "train.csv"
+    assert tasks[1].read("dev") == [(["Paris", "is"], ["B-LOC", "O"])]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda t: t[0].update(kind="regression"), "task 1 ('topic'): unknown kind 'regression'"),
+    (lambda t: t[1].pop("scheme"), "task 2 ('places'): missing field 'scheme'"),
+    (lambda t: t[0].update(label_feild="label"), "task 1 ('topic'): unknown field 'label_feild'"),
+    (lambda t: t[1].update(name="topic"), "task 2 ('topic'): the name is already taken"),
+    (lambda t: t[1].update(name="my places"), "task 2 ('my places'): the name must be a Python identifier"),
+    (lambda t: t[0].update(dev="cls/none.csv"), "task 1 ('topic'): field 'dev': no file"),
+    (lambda t: t[1].update(tag_column="last"), "task 2 ('places'): field 'tag_column' must be an integer"),
+    (lambda t: t.clear(), "expected a list of tasks"),
+])
+def test_bad_task_file_gets_one_line(tmp_path, change, expected):
+    tasks = good_tasks(tmp_path)
+    change(tasks)
+    path = write_tasks(tmp_path, tasks)
+    with raises_naming(path, expected):
+        read_task_file(path)
+
+
+def test_task_file_that_is_not_json(tmp_path):
+    path = tmp_path / "tasks.json"
+    path.write_text('[{"name": "a",\n "kind": }]')
+    with raises_naming(f"{path}:2:", "not valid JSON"):
+        read_task_file(path)
+
+
+def test_empty_split_is_an_error(tmp_path):
+    tasks = good_tasks(tmp_path)
+    (tmp_path / "dev.conll").write_text("\n\n")
+    tagging = read_task_file(write_tasks(tmp_path, tasks))[1]
+    with raises_naming(tmp_path / "dev.conll", "no examples"):
+        tagging.read("dev")
+
+
+# --------------------------------------------------------------- per-task settings
+
+
+def test_per_task_settings_name_tasks():
+    names = ["arxiv", "scierc"]
+    assert parse_per_task("--weights", "arxiv=1,scierc=10", names, float, 1.0) == {"arxiv": 1.0, "scierc": 10.0}
+    assert parse_per_task("--weights", "1,3", names, float, 1.0) == {"arxiv": 1.0, "scierc": 3.0}  # in task order
+    assert parse_per_task("--task_fraction", "scierc=0.1", names, float, 1.0) == {"arxiv": 1.0, "scierc": 0.1}
+    with pytest.raises(ValueError, match=r"--weights: arxiv takes a number, got 'a'"):
+        parse_per_task("--weights", "a,b", names, float, 1.0)
+    with pytest.raises(ValueError, match=r"--weights.*2 tasks.*arxiv, scierc"):
+        parse_per_task("--weights", "1", names, float, 1.0)
+    with pytest.raises(ValueError, match=r"--task_fraction.*'ner'.*arxiv, scierc"):
+        parse_per_task("--task_fraction", "ner=0.1", names, float, 1.0)
+
+
+def test_dev_and_test_labels_unseen_in_training_are_counted_and_scored_as_errors(tmp_path):
+    topic, places = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
+    (tmp_path / "dev.conll").write_text("Paris B-LOC\nACME B-ORG\n")
+    (tmp_path / "cls" / "test.csv").write_text("text,label\na pear,fruit\na boat,boat\n")
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "paris", "acme", "a", "pear"])
+    topic.load(tokenizer)
+    places.load(tokenizer)
+    assert topic.unseen == {"dev": {}, "test": {"boat": 1}}
+    assert places.unseen == {"dev": {"B-ORG": 1}, "test": {}}
+    assert places.data["dev"].windows[0].labels == [-100, places.label_map.ids["B-LOC"], -100, -100]  # not in the loss
+    fruit = topic.label_map.ids["fruit"]
+    assert topic.score(topic.data["test"], [fruit, fruit])["accuracy"] == 0.5
+    assert topic.score(topic.data["test"], [fruit, fruit])["confusion_matrix"] == [[1, 0], [0, 0]]  # seen labels only
