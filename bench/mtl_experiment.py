@@ -113,9 +113,10 @@ def grid(s):
 def command(s, run, run_dir):
     args = [sys.executable, str(ROOT / "train_mtl.py"), f"--init={run['init']}", f"--run_dir={run_dir}",
             f"--seed={run['seed']}", *VARIANTS[run["variant"]], *filter(None, [DATA[run["data"]]])]
-    for key in ("max_steps", "batch_size", "learning_rate", "arxiv_train_limit", "eval_limit", "eval_every",
-                "cls_max_length", "ner_max_length", "threads"):
+    for key in ("max_steps", "batch_size", "learning_rate", "eval_limit", "eval_every", "cls_max_length",
+                "ner_max_length", "threads"):
         args.append(f"--{key}={s[key]}")
+    args.append(f"--train_limit=arxiv={s['arxiv_train_limit']}")
     args.append(f"--checkpoint_every={s['max_steps']}")
     if s["data_dir"]:
         args.append(f"--data_dir={s['data_dir']}")

@@ -113,3 +113,20 @@ class MultiGateMixture(nn.Module):
     def describe(self):
         return {"num_experts": self.num_experts, "top_k": self.top_k, "tasks": list(self.gates),
                 "expert_layers": len(self.experts[0])}
+
+
+@torch.no_grad()
+def gate_usage(model, datasets, batch_size=64):
+    """{task: [mean gate probability of each expert]} of a model with a mixture, over one
+    dataset per task ({task: data whose batch(indices) gives input_ids, attention_mask, ...}):
+    how much each task leans on each expert, the answer to "how compatible are the tasks"."""
+    device, usage = next(model.parameters()).device, {}
+    model.eval()
+    for task, data in datasets.items():
+        total = torch.zeros(model.mixture.num_experts)
+        for start in range(0, len(data), batch_size):
+            input_ids, attention_mask, *_ = data.batch(range(start, min(start + batch_size, len(data))))
+            model.get_encoder_output(input_ids.to(device), attention_mask.to(device), task=task)
+            total += model.mixture.last_gates[task].sum(dim=0).cpu()
+        usage[task] = (total / len(data)).tolist()
+    return usage

@@ -333,18 +333,19 @@ def read_task_file(path):
 
 
 def parse_per_task(setting, text, names, convert, default, valid=lambda value: True, expected="a number"):
-    """A per-task setting: "arxiv=1,scierc=10" (by name) or "1,10" (one value per task, in
-    order; names left out keep `default`) -> {task name: value}.
+    """A per-task setting -> {task name: value}. "arxiv=1,scierc=10" names tasks (those left
+    out keep `default`); "1,10" gives one value per task in order; "1" gives every task 1.
 
     >>> parse_per_task("--weights", "scierc=10", ["arxiv", "scierc"], float, 1.0)
     {'arxiv': 1.0, 'scierc': 10.0}
     """
     values = dict.fromkeys(names, default)
     items = [item for item in text.split(",") if item]
-    if items and not any("=" in item for item in items):
+    if items and not any("=" in item for item in items):  # by position
+        items = items * len(names) if len(items) == 1 else items
         if len(items) != len(names):
             raise ValueError(f"{setting}={text}: {len(items)} values for {len(names)} tasks ({', '.join(names)}); "
-                             f"give one per task, or name them (task=value)")
+                             f"give one for all, one per task, or name them (task=value)")
         items = [f"{name}={item}" for name, item in zip(names, items)]
     for item in items:
         name, _, value = item.partition("=")

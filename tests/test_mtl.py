@@ -105,21 +105,57 @@ def test_gradual_unfreezing_opens_exactly_the_scheduled_groups():
             assert all(p.requires_grad == (index < expected_open) for p in group), (step, index)
 
 
+def write_three_tasks(fixture_dir, folder):
+    """A task file with two classification tasks (arXiv10's JSON Lines and a CSV written here)
+    and one tagging task (SciERC's CoNLL), its paths relative to the file. The CSV's dev and
+    test sets each hold a label that training never had."""
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 20), ("dev", 6), ("test", 6)):
+        rows = ["text,label"]
+        for i in range(n):
+            kind = str(rng.choice(list(ENTITY_WORDS)))
+            rows.append(f'"{" ".join(rng.choice(FILLER, 3))} {ENTITY_WORDS[kind][0]}",{kind}')
+        if split != "train":
+            rows.append("the corpus and the parser,Both")
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    tasks = [{"name": "arxiv", "kind": "classification", "text_fields": ["title", "abstract"], "label_field": "label",
+              **{split: f"data/classification/arxiv10/{split}.jsonl" for split in ("train", "dev", "test")}},
+             {"name": "entity_kind", "kind": "classification", "text_fields": ["text"], "label_field": "label",
+              **{split: f"{split}.csv" for split in ("train", "dev", "test")}},
+             {"name": "entities", "kind": "tagging", "token_column": 0, "tag_column": -1, "scheme": "iob1",
+              **{split: f"data/ner/scierc/conll/{split}.txt" for split in ("train", "dev", "test")}}]
+    (folder / "tasks.json").write_text(json.dumps(tasks, indent=1))
+    (folder / "data").symlink_to(fixture_dir)
+    return folder / "tasks.json"
+
+
 @pytest.mark.parametrize("strategy", train_mtl.STRATEGIES)
-def test_every_strategy_runs_end_to_end(fixture_dir, tmp_path, strategy):
-    results = run(fixture_dir, tmp_path / strategy, f"--strategy={strategy}", "--task_fraction=scierc=0.5")
+def test_every_strategy_runs_three_tasks_end_to_end(fixture_dir, tmp_path, strategy):
+    task_file = write_three_tasks(fixture_dir, tmp_path / "own")
+    results = run(fixture_dir, tmp_path / strategy, f"--strategy={strategy}", f"--tasks={task_file}",
+                  "--task_fraction=entities=0.5", "--weights=entity_kind=2")
     saved = json.loads((tmp_path / strategy / "results.json").read_text())
-    assert set(saved["test"]) == {"arxiv", "scierc"}
-    assert 0 <= saved["test"]["arxiv"]["accuracy"] <= 1 and 0 <= saved["test"]["scierc"]["f1"] <= 1
-    assert saved["test"]["scierc"]["words_without_pieces"] == 0
+    assert list(saved["test"]) == ["arxiv", "entity_kind", "entities"]
+    for task in ("arxiv", "entity_kind"):
+        assert 0 <= saved["test"][task]["accuracy"] <= 1 and 0 <= saved["test"][task]["macro_f1"] <= 1
+    assert 0 <= saved["test"]["entities"]["f1"] <= 1 and saved["test"]["entities"]["words_without_pieces"] == 0
+    assert saved["unseen_labels"]["entity_kind"] == {"dev": {"Both": 1}, "test": {"Both": 1}}
     assert results["trainable_parameters"] > 0
     phases = list(saved["phases"])
-    assert phases == (["separate_arxiv", "separate_scierc"] if strategy == "separate" else [strategy])
+    assert phases == (["separate_arxiv", "separate_entity_kind", "separate_entities"] if strategy == "separate"
+                      else [strategy])
     log = (tmp_path / strategy / f"{phases[-1]}_log.csv").read_text().splitlines()
     assert len(log) == 5  # header + 4 steps
+    weights = saved["phases"][phases[0]]["final_task_weights"]
+    if strategy in ("frozen", "joint", "gradual", "mmoe"):
+        assert weights == [1.0, 2.0, 1.0]
+    if strategy in ("gradnorm", "uncertainty"):
+        assert len(weights) == 3 and weights != [1.0, 1.0, 1.0]
     if strategy == "gradnorm":
-        weights = [float(x) for x in log[-1].split(",")[5:7]]
-        assert all(w > 0 for w in weights) and sum(weights) == pytest.approx(2.0, abs=1e-3)
+        assert all(w > 0 for w in weights) and sum(weights) == pytest.approx(3.0, abs=1e-3)
+    if strategy == "mmoe":
+        assert len(saved["phases"]["mmoe"]["gate_usage_dev"]) == 3
 
 
 def test_frozen_leaves_the_backbone_bit_identical(fixture_dir, tmp_path):
@@ -173,7 +209,11 @@ def test_bad_settings(fixture_dir, tmp_path):
     with pytest.raises(ValueError, match="task_fraction"):
         run(fixture_dir, tmp_path, "--task_fraction=ner=0.1")
     with pytest.raises(ValueError, match="--weights"):
-        run(fixture_dir, tmp_path, "--weights=1")
+        run(fixture_dir, tmp_path, "--weights=1,2,3")
+    with pytest.raises(ValueError, match=r"^--task_fraction: scierc takes a fraction in \(0, 1\], got 'abc'$"):
+        run(fixture_dir, tmp_path, "--task_fraction=scierc=abc")
+    with pytest.raises(ValueError, match=r"^--weights: arxiv takes a number >= 0, got 'a'$"):
+        run(fixture_dir, tmp_path, "--weights=a,b")
     with pytest.raises(ValueError, match="--uncertainty_lr"):
         run(fixture_dir, tmp_path, "--strategy=uncertainty", "--uncertainty_lr=-0.1")
 
@@ -193,3 +233,4 @@ def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_di
     assert (tmp_path / "gates.png").is_file()
     with pytest.raises(ValueError, match="belong to --strategy=mmoe"):
         run(fixture_dir, tmp_path / "x", "--strategy=joint", "--weighting=gradnorm")
+

@@ -156,8 +156,9 @@ def test_per_task_settings_name_tasks():
     assert parse_per_task("--task_fraction", "scierc=0.1", names, float, 1.0) == {"arxiv": 1.0, "scierc": 0.1}
     with pytest.raises(ValueError, match=r"--weights: arxiv takes a number, got 'a'"):
         parse_per_task("--weights", "a,b", names, float, 1.0)
-    with pytest.raises(ValueError, match=r"--weights.*2 tasks.*arxiv, scierc"):
-        parse_per_task("--weights", "1", names, float, 1.0)
+    assert parse_per_task("--train_limit", "32", names, int, 0) == {"arxiv": 32, "scierc": 32}  # one for all
+    with pytest.raises(ValueError, match=r"--weights.*3 values for 2 tasks.*arxiv, scierc"):
+        parse_per_task("--weights", "1,2,3", names, float, 1.0)
     with pytest.raises(ValueError, match=r"--task_fraction.*'ner'.*arxiv, scierc"):
         parse_per_task("--task_fraction", "ner=0.1", names, float, 1.0)
 
