@@ -12,7 +12,9 @@ import torch
 from minibert.config import BertConfig
 from minibert.finetuning_data import (LabelMap, encode_tagged, iob1_to_bio, read_conll, word_windows,
                                       words_from_predictions)
+from minibert import loops
 from minibert.safetensors import load_file
+from minibert.tasks import builtin_tasks
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.transformer_with_heads import TransformerWithHeads
 
@@ -234,3 +236,27 @@ def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_di
     with pytest.raises(ValueError, match="belong to --strategy=mmoe"):
         run(fixture_dir, tmp_path / "x", "--strategy=joint", "--weighting=gradnorm")
 
+
+@pytest.mark.parametrize("strategy", ["frozen", "joint", "gradnorm"])
+def test_plain_loops_end_with_the_weights_of_train_mtl(fixture_dir, tmp_path, strategy):
+    """minibert/loops.py is train_mtl.py without the plumbing: same seed, data and steps, same weights."""
+    weights = {"frozen": "1,1", "joint": "arxiv=1,scierc=3", "gradnorm": "1,1"}[strategy]
+    run(fixture_dir, tmp_path, f"--strategy={strategy}", f"--weights={weights}")
+    tokenizer = WordPieceTokenizer.from_pretrained(fixture_dir / "init")
+    tasks = [task.load(tokenizer, seed=1337) for task in builtin_tasks(fixture_dir)]
+    torch.manual_seed(1337)  # the heads start as train_mtl.py's do
+    model = train_mtl.build_model({**train_mtl.DEFAULTS, "init": fixture_dir / "init"}, tasks,
+                                  train_mtl.STRATEGIES[strategy])
+    if strategy == "frozen":  # run() trains 4 steps of batch 4 at learning rate 1e-3 (heads: 1e-3 by default)
+        loops.frozen_heads(model, tasks, steps=4, batch_size=4, learning_rate=1e-3)
+    elif strategy == "joint":
+        loops.joint_static(model, tasks, steps=4, weights=[1, 3], batch_size=4, learning_rate=1e-3)
+    else:
+        model, task_weights = loops.joint_gradnorm(model, tasks, steps=4, batch_size=4, learning_rate=1e-3)
+    checkpoint = torch.load(tmp_path / f"checkpoint_{strategy}.pt", weights_only=False)
+    if strategy == "gradnorm":
+        assert torch.equal(task_weights, checkpoint["weighting"]["weights"])
+    trained = model.state_dict()
+    assert trained.keys() == checkpoint["model"].keys()
+    for name, value in checkpoint["model"].items():
+        assert torch.equal(trained[name], value), name
