@@ -42,8 +42,9 @@ from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -88,8 +89,9 @@ DEFAULTS = dict(
     resume=False,
     seed=1337,
     device="auto",
+    dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
     threads=0,
-    compile=False,
+    compile=False,            # torch.compile the model's forward pass
 )
 
 
@@ -369,6 +371,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
     evaluates, logs and writes.
     """
     checkpoint_path = run_dir / f"checkpoint_{phase}.pt"
+    precision = Precision(s["dtype"], device)
     lr_peak = s["head_learning_rate"] if phase.startswith("frozen") else s["learning_rate"]
     optimizer = torch.optim.AdamW(params, lr=lr_peak)
     step, elapsed, best = 0, 0.0, -1.0
@@ -381,6 +384,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
             weighting.load_state_dict(checkpoint["weighting"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
+        precision.load_state_dict(checkpoint.get("scaler"))
         if context.is_main:
             print(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
     elif context.is_main:
@@ -395,7 +399,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
         if context.is_main:
             save_checkpoint(checkpoint_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-                "best": best, "settings": s, "rng": rng_states(),
+                "best": best, "settings": s, "rng": rng_states(), "scaler": precision.state_dict(),
                 "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
 
     def progress():
@@ -405,9 +409,13 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
     # Routed experts may sit out a step: DDP must then look for parameters without a gradient.
     find_unused = s["strategy"] == "mmoe" and s["top_k"] > 0
     wrapped, open_groups = distributed.wrap(step_losses, context, device, find_unused), None
+    if s["compile"]:
+        # GradNorm differentiates each task's loss with retain_graph=True before the network's
+        # backward pass; a compiled backward frees ("donates") its saved buffers after one use.
+        torch._functorch.config.donated_buffer = False
+        model.compile()  # in place: the state dict keeps its names
     model.train()
-    bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True,
-               **distributed.quiet(context))
+    bar = ProgressBar(s, step, elapsed, phase, **distributed.quiet(context))
     while progress() < 1.0:
         started = time.perf_counter()
         lr = learning_rate_at(progress(), lr_peak, s["warmup_fraction"], s["schedule"])
@@ -423,31 +431,31 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
         global_counts = [data_count(t, global_batches[t]) for t in task_names]
         micro_steps = {t: distributed.micro_batches(global_batches[t], context, s["accumulation_steps"])
                        for t in task_names}
-        logged = torch.zeros(len(task_names))
+        logged = torch.zeros(len(task_names), device=device)
         for micro in range(s["accumulation_steps"]):
             batches = {t: micro_steps[t][micro] for t in task_names}
             last_micro = micro == s["accumulation_steps"] - 1
             with distributed.sync_context(wrapped, last_micro):
                 # Each loss is this rank's share of the task's mean over the global batch:
                 # averaged over ranks (by DDP) and summed over micro-steps it is that mean.
-                losses = [loss * distributed.share(data_count(t, batches[t]), count, context)
-                          for t, loss, count in zip(task_names, wrapped(batches), global_counts)]
+                with precision.autocast():
+                    losses = [loss * distributed.share(data_count(t, batches[t]), count, context)
+                              for t, loss, count in zip(task_names, wrapped(batches), global_counts)]
                 weights_used = weighting.current_weights()
                 total = weighting.combine(losses)
-                weighting.update(losses)  # GradNorm adapts its weights here, before the network's backward pass
-                total.backward()
-            logged += torch.stack([loss.detach().cpu() for loss in losses])
-        losses = distributed.all_reduce_mean(logged, context)  # each task's mean loss over the global batch
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-        optimizer.step()
+                # GradNorm adapts its weights here, before the network's backward pass
+                weighting.update(losses, loss_scale=precision.loss_scale)
+                precision.backward(total)
+            logged += torch.stack([loss.detach().float() for loss in losses])
+        losses = distributed.mean_over_ranks(logged, context)  # each task's mean loss over the global batch
+        precision.step(optimizer, [p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.zero_grad(set_to_none=True)
         model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
         step += 1
         elapsed += time.perf_counter() - started
         if s["max_minutes"]:  # every rank must agree on when the time is up
             elapsed = distributed.from_rank0(elapsed, context)
-        bar.update(1)
-        bar.set_postfix({f"L_{t}": f"{l.item():.3f}" for t, l in zip(task_names, losses)})
+        bar.update(step, elapsed, **{f"L_{t}": f"{l.item():.3f}" for t, l in zip(task_names, losses)})
 
         last_step = progress() >= 1.0 or step == s["stop_at_step"]
         evaluate_now = (step % s["eval_every"] == 0 or last_step) and context.is_main
@@ -488,7 +496,7 @@ def last_shared_weight(model):
     return model.encoder.layers[-1].feed_forward.down.weight
 
 
-def make_weighting(s, model, task_names, context):
+def make_weighting(s, model, task_names, context, device):
     kind = s["weighting"] if s["strategy"] == "mmoe" else s["strategy"]
     if kind == "gradnorm" and len(task_names) > 1:
         # W = the last shared layer's weight matrix (the top block's output projection):
@@ -498,7 +506,7 @@ def make_weighting(s, model, task_names, context):
         return GradNorm(len(task_names), last_shared_weight(model), alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"],
                         reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
     if kind == "uncertainty" and len(task_names) > 1:
-        return Uncertainty(len(task_names))
+        return Uncertainty(len(task_names), device=device)
     weights = [float(w) for w in s["weights"].split(",")]
     if len(weights) != len(TASKS):
         raise ValueError(f"--weights needs {len(TASKS)} numbers (for {TASKS}), got {s['weights']!r}")
@@ -521,6 +529,7 @@ def train(s, context, device):
     if s["uncertainty_lr"] < 0:
         raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    Precision(s["dtype"], device)  # rejects a bad --dtype now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["accumulation_steps"] > 1 and "gradnorm" in (s["strategy"], s["weighting"]):
         raise ValueError("GradNorm adapts its weights from each step's gradients: use --accumulation_steps=1 "
@@ -579,7 +588,7 @@ def train(s, context, device):
                     loss = loss + s["balance_weight"] * model.mixture.load_balancing_loss(task)
                 return loss
 
-        weighting = make_weighting(s, model, task_names, context)
+        weighting = make_weighting(s, model, task_names, context, device)
         # The optimizer gets every tensor that will ever train (for gradual, also those
         # still closed at step 0: AdamW skips a tensor whose gradient is None).
         params = optimizer_groups(model, s["weight_decay"], verbose=False)
