@@ -31,8 +31,9 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -60,6 +61,7 @@ DEFAULTS = dict(
     resume=False,
     seed=1337,
     device="auto",
+    dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
     threads=0,
     compile=False,
 )
@@ -117,6 +119,7 @@ def train(s, context, device):
     if s["objective"] not in ("simcse", "cosine", "cosent"):
         raise ValueError(f"--objective must be simcse, cosine or cosent, got {s['objective']!r}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    precision = Precision(s["dtype"], device)  # rejects a bad --dtype now
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
@@ -158,6 +161,7 @@ def train(s, context, device):
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
+        precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f}), "
             f"{context.world_size} process(es) now")
     if context.distributed:  # each rank its own dropout masks (the data is already split)
@@ -192,14 +196,13 @@ def train(s, context, device):
             return
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "step": step, "elapsed": elapsed, "best": best, "settings": s,
-                                          "rng": rng_states()})
+                                          "rng": rng_states(), "scaler": precision.state_dict()})
 
     # ---- the loop ----
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
     per_epoch = num_examples // s["batch_size"]
     recent = []
-    bar = tqdm(total=s["max_steps"], initial=step, desc=s["objective"], unit="step", dynamic_ncols=True,
-               **distributed.quiet(context))
+    bar = ProgressBar(s, step, elapsed, s["objective"], **distributed.quiet(context))
     try:
         while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
             started = time.perf_counter()
@@ -212,28 +215,27 @@ def train(s, context, device):
             # this rank's rows; gathered back in rank order, the global batch in that order
             mine = rows[context.rank::context.world_size]
             rows = np.concatenate([rows[r::context.world_size] for r in range(context.world_size)])
-            if s["objective"] == "simcse":
-                texts = tokenize([train_pairs[0][i] for i in mine])
-                u, v = two_sides(texts, texts)  # two dropout views
-                loss = info_nce(gather_rows(u, context), gather_rows(v, context), s["temperature"])
-            else:
-                first, second, scores = train_pairs
-                u, v = two_sides(tokenize([first[i] for i in mine]), tokenize([second[i] for i in mine]))
-                u, v = gather_rows(u, context), gather_rows(v, context)
-                gold = torch.tensor(scores[rows], dtype=torch.float32, device=device)
-                loss = cosine_similarity_loss(u, v, gold) if s["objective"] == "cosine" \
-                    else cosent_loss(u, v, gold, s["cosent_scale"])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            with precision.autocast():
+                if s["objective"] == "simcse":
+                    texts = tokenize([train_pairs[0][i] for i in mine])
+                    u, v = two_sides(texts, texts)  # two dropout views
+                    loss = info_nce(gather_rows(u, context), gather_rows(v, context), s["temperature"])
+                else:
+                    first, second, scores = train_pairs
+                    u, v = two_sides(tokenize([first[i] for i in mine]), tokenize([second[i] for i in mine]))
+                    u, v = gather_rows(u, context), gather_rows(v, context)
+                    gold = torch.tensor(scores[rows], dtype=torch.float32, device=device)
+                    loss = cosine_similarity_loss(u, v, gold) if s["objective"] == "cosine" \
+                        else cosent_loss(u, v, gold, s["cosent_scale"])
+            precision.backward(loss)
+            precision.step(optimizer, model.parameters(), 1.0)
             optimizer.zero_grad(set_to_none=True)
             step += 1
             elapsed += time.perf_counter() - started
             if s["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
             recent.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{recent[-1]:.4f}", epoch=epoch)
+            bar.update(step, elapsed, loss=f"{recent[-1]:.4f}", epoch=epoch)
 
             last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
             if (step % s["eval_every"] == 0 or last_step) and context.is_main:

@@ -31,8 +31,9 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -73,13 +74,14 @@ DEFAULTS = dict(
     resume=False,
     seed=1337,
     device="auto",            # auto | cpu | cuda | mps
+    dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
     compile=False,
     threads=0,                # torch CPU threads (0 = torch's choice)
 )
 
 
 @torch.no_grad()
-def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
+def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device, precision):
     """Held-out MLM loss and accuracy, on the same batches and masks every time."""
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
@@ -89,7 +91,8 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
         input_ids, attention_mask = collate(corpus_ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                             tokenizer.pad_token_id)
         masked_ids, labels = masker(input_ids, generator)
-        loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
+        with precision.autocast():
+            loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
         n = int((labels != -100).sum())
         total_loss += loss.item() * n
         correct += int((logits.argmax(-1).cpu() == labels[labels != -100]).sum())
@@ -108,6 +111,7 @@ def train(s, context, device):
     if s["masking"] not in Masker.STRATEGIES:
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    precision = Precision(s["dtype"], device)  # rejects a bad --dtype now
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
@@ -158,7 +162,8 @@ def train(s, context, device):
     model = TransformerWithHeads(config)
     model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device)
-    say(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}")
+    say(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, "
+        f"{precision.name}")
     optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"], verbose=context.is_main), lr=s["learning_rate"],
                                   betas=(s["beta1"], s["beta2"]), fused=device.type == "cuda")
     masker = Masker.for_tokenizer(tokenizer, rate=s["mask_rate"], strategy=s["masking"])
@@ -168,6 +173,7 @@ def train(s, context, device):
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed = checkpoint["step"], checkpoint["elapsed"]
         set_rng_states(checkpoint["rng"])
+        precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} ({context.world_size} process(es) now)")
     if context.distributed:  # each rank its own dropout masks (the data is already split)
         torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
@@ -186,15 +192,15 @@ def train(s, context, device):
             return
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-            "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states()})
+            "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states(),
+            "scaler": precision.state_dict()})
 
     def progress():
         return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
 
     # ---- the loop ----
     model.train()
-    bar = tqdm(total=s["max_steps"], initial=step, desc="pretraining", unit="step", dynamic_ncols=True,
-               **distributed.quiet(context))
+    bar = ProgressBar(s, step, elapsed, "pretraining", **distributed.quiet(context))
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
     try:
         while progress() < 1.0:
@@ -210,17 +216,17 @@ def train(s, context, device):
             masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(s["seed"] * 1_000_003 + step))
             global_count = int((labels != -100).sum())
             micro_steps = distributed.micro_batches(torch.arange(len(rows)), context, s["accumulation_steps"])
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU per micro-step
             for micro, mine in enumerate(micro_steps):  # mine: this rank's rows of this micro-step
                 count = int((labels[mine] != -100).sum())
                 with distributed.sync_context(train_model, micro == len(micro_steps) - 1):
-                    loss, _ = train_model(masked_ids[mine].to(device), attention_mask[mine].to(device), head="mlm",
-                                          labels=labels[mine].to(device))
-                    (loss * distributed.share(count, global_count, context)).backward()
-                loss_sum += loss.item() * count
-            loss = distributed.all_reduce_mean(torch.tensor(loss_sum), context) * context.world_size / global_count
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
-            optimizer.step()
+                    with precision.autocast():
+                        loss, _ = train_model(masked_ids[mine].to(device), attention_mask[mine].to(device), head="mlm",
+                                              labels=labels[mine].to(device))
+                    precision.backward(loss * distributed.share(count, global_count, context))
+                loss_sum += loss.detach().float() * count
+            loss = distributed.mean_over_ranks(loss_sum, context) * context.world_size / global_count
+            precision.step(optimizer, model.parameters(), s["grad_clip"])
             optimizer.zero_grad(set_to_none=True)
             step += 1
             batch_tokens = int(attention_mask.sum())
@@ -232,12 +238,13 @@ def train(s, context, device):
             recent_loss.append(loss.item())
             recent_tokens += batch_tokens
             recent_time += duration
-            bar.update(1)
-            bar.set_postfix(loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}", epoch=epoch)
+            bar.update(step, elapsed, loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}",
+                       epoch=epoch)
 
             last_step = progress() >= 1.0 or step == s["stop_at_step"]
             if (step % s["eval_every"] == 0 or last_step) and context.is_main:
-                eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device)
+                eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device,
+                                                    precision)
                 row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
                        f"{eval_loss:.4f}", f"{eval_accuracy:.4f}", f"{recent_tokens / recent_time:.0f}"]
                 with open(log_path, "a", newline="") as f:

@@ -46,8 +46,9 @@ from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tasks import Features, builtin_tasks, parse_per_task, read_task_file
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 
@@ -106,8 +107,9 @@ DEFAULTS = dict(
     resume=False,
     seed=1337,
     device="auto",
+    dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
     threads=0,
-    compile=False,
+    compile=False,            # torch.compile the model's forward pass
 )
 
 
@@ -180,6 +182,7 @@ def train(s, context, device):
     if s["uncertainty_lr"] < 0:
         raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
+    Precision(s["dtype"], device)  # rejects a bad --dtype now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["accumulation_steps"] > 1 and strategy.weighting == "gradnorm":
         raise ValueError("GradNorm adapts its weights from each step's gradients: use --accumulation_steps=1 "
@@ -248,7 +251,7 @@ def train(s, context, device):
             weighting = GradNorm(len(group), shared, alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"],
                                  reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
         elif strategy.weighting == "uncertainty" and len(group) > 1:
-            weighting = Uncertainty(len(group))
+            weighting = Uncertainty(len(group), device=device)
         else:
             weighting = StaticWeights([weights[task.name] for task in group])
 
@@ -269,6 +272,7 @@ def train(s, context, device):
         say(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
         lr_peak = s["head_learning_rate"] if strategy.heads_only else s["learning_rate"]
         optimizer = torch.optim.AdamW(params, lr=lr_peak)
+        precision = Precision(s["dtype"], device)
 
         step, elapsed, best = 0, 0.0, -1.0
         if s["resume"] and checkpoint_path.is_file():
@@ -278,6 +282,7 @@ def train(s, context, device):
             weighting.load_state_dict(checkpoint["weighting"])
             step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
             set_rng_states(checkpoint["rng"])
+            precision.load_state_dict(checkpoint.get("scaler"))
             say(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
         elif context.is_main:
             with open(log_path, "w", newline="") as f:
@@ -291,7 +296,7 @@ def train(s, context, device):
                 save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "elapsed": elapsed, "best": best, "settings": s, "rng": rng_states(),
-                    "weighting": weighting.state_dict()})
+                    "scaler": precision.state_dict(), "weighting": weighting.state_dict()})
 
         def progress():
             return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
@@ -301,9 +306,13 @@ def train(s, context, device):
         # Routed experts may sit out a step: DDP must then look for parameters without a gradient.
         find_unused = strategy.mixture and s["top_k"] > 0
         wrapped, open_groups = distributed.wrap(task_losses, context, device, find_unused), None
+        if s["compile"]:
+            # GradNorm differentiates each task's loss with retain_graph=True before the network's
+            # backward pass; a compiled backward frees ("donates") its saved buffers after one use.
+            torch._functorch.config.donated_buffer = False
+            model.compile()  # in place: the state dict keeps its names
         model.train()
-        bar = tqdm(total=s["max_steps"], initial=step, desc=phase, unit="step", dynamic_ncols=True,
-                   **distributed.quiet(context))
+        bar = ProgressBar(s, step, elapsed, phase, **distributed.quiet(context))
         while progress() < 1.0:
             step_started = time.perf_counter()
             lr = learning_rate_at(progress(), lr_peak, s["warmup_fraction"], s["schedule"])
@@ -324,31 +333,31 @@ def train(s, context, device):
             counts = {t.name: t.data["train"].count(rows[t.name]) for t in group}
             micro_rows = {t.name: distributed.micro_batches(rows[t.name], context, s["accumulation_steps"])
                           for t in group}
-            logged = torch.zeros(len(group))
+            logged = torch.zeros(len(group), device=device)
             for micro in range(s["accumulation_steps"]):
                 mine = {t.name: micro_rows[t.name][micro] for t in group}
                 with distributed.sync_context(wrapped, micro == s["accumulation_steps"] - 1):
                     # Each loss is this rank's share of the task's mean over the global batch:
                     # averaged over ranks (by DDP) and summed over micro-steps it is that mean.
-                    losses = [loss * distributed.share(t.data["train"].count(mine[t.name]), counts[t.name], context)
-                              for t, loss in zip(group, wrapped(mine))]
+                    with precision.autocast():
+                        losses = [loss * distributed.share(t.data["train"].count(mine[t.name]), counts[t.name], context)
+                                  for t, loss in zip(group, wrapped(mine))]
                     # how the losses combine
                     weights_used = weighting.current_weights()
                     total = weighting.combine(losses)
-                    weighting.update(losses)  # GradNorm adapts its weights here, before the network's backward pass
-                    total.backward()
-                logged += torch.stack([loss.detach().cpu() for loss in losses])
-            losses = distributed.all_reduce_mean(logged, context)  # each task's mean loss over the global batch
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-            optimizer.step()
+                    # GradNorm adapts its weights here, before the network's backward pass
+                    weighting.update(losses, loss_scale=precision.loss_scale)
+                    precision.backward(total)
+                logged += torch.stack([loss.detach().float() for loss in losses])
+            losses = distributed.mean_over_ranks(logged, context)  # each task's mean loss over the global batch
+            precision.step(optimizer, [p for g in optimizer.param_groups for p in g["params"]], 1.0)  # clips at 1.0
             optimizer.zero_grad(set_to_none=True)
             model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
             step += 1
             elapsed += time.perf_counter() - step_started
             if s["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
-            bar.update(1)
-            bar.set_postfix({f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
+            bar.update(step, elapsed, **{f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
 
             # evaluate, log, keep the best, checkpoint
             last_step = progress() >= 1.0 or step == s["stop_at_step"]

@@ -16,6 +16,8 @@ All three take unnormalised embeddings (B, H); they normalise internally.
 import torch
 import torch.nn.functional as F
 
+from .heads import at_least_float32
+
 
 def info_nce(view_a, view_b, temperature=0.05):
     """view_a, view_b: (B, H), row i of each is the same sentence. Returns the mean over
@@ -26,20 +28,20 @@ def info_nce(view_a, view_b, temperature=0.05):
     """
     if view_a.shape != view_b.shape or view_a.dim() != 2:
         raise ValueError(f"views must both be (B, H), got {tuple(view_a.shape)} and {tuple(view_b.shape)}")
-    a, b = F.normalize(view_a, dim=-1), F.normalize(view_b, dim=-1)
+    a, b = F.normalize(at_least_float32(view_a), dim=-1), F.normalize(at_least_float32(view_b), dim=-1)
     logits = a @ b.T / temperature  # (B, B): row i against every candidate j
     return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 def cosine_similarity_loss(u, v, scores, max_score=5.0):
     """Mean squared error between cos(u_i, v_i) and score_i / max_score."""
-    cosine = F.cosine_similarity(u, v, dim=-1)
+    cosine = F.cosine_similarity(at_least_float32(u), at_least_float32(v), dim=-1)
     return F.mse_loss(cosine, scores.to(cosine.dtype) / max_score)
 
 
 def cosent_loss(u, v, scores, scale=20.0):
     """log(1 + sum over (i, j) with score_i > score_j of exp(scale * (cos_j - cos_i)))."""
-    cosine = F.cosine_similarity(u, v, dim=-1) * scale  # (B,)
+    cosine = F.cosine_similarity(at_least_float32(u), at_least_float32(v), dim=-1) * scale  # (B,)
     differences = cosine[None, :] - cosine[:, None]  # (B, B): [i, j] = cos_j - cos_i
     ordered = scores[:, None] > scores[None, :]  # (B, B): gold ranks pair i above pair j
     differences = differences.masked_fill(~ordered, float("-inf"))

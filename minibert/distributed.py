@@ -32,6 +32,8 @@ class Context:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    # Where the process group's tensors live: NCCL takes CUDA tensors only, gloo CPU ones.
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self):
@@ -48,13 +50,16 @@ def setup(device_setting="auto"):
     Returns (context, device). CUDA: backend nccl, one GPU per local rank; CPU: gloo."""
     from .training import pick_device
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
-        return Context(), pick_device(device_setting)
-    context = Context(rank=int(os.environ["RANK"]), local_rank=int(os.environ["LOCAL_RANK"]),
-                      world_size=int(os.environ["WORLD_SIZE"]))
+        device = pick_device(device_setting)
+        return Context(device=device), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     device = pick_device(device_setting)
     if device.type == "cuda":
-        device = torch.device("cuda", context.local_rank)
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    # gloo (the CPU backend) is chosen for any device but CUDA, so its tensors stay on the CPU.
+    context = Context(rank=rank, local_rank=local_rank, world_size=int(os.environ["WORLD_SIZE"]),
+                      device=device if device.type == "cuda" else torch.device("cpu"))
     if not dist.is_initialized():
         # A long timeout: the other ranks wait at their next all-reduce while rank 0 evaluates.
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
@@ -127,12 +132,18 @@ def all_reduce_mean(tensor, context):
     return tensor
 
 
+def mean_over_ranks(values, context):
+    """The mean over the ranks of Python numbers or a tensor (e.g. each task's loss on this
+    rank's share of the batch), as a float32 tensor on the group's device."""
+    return all_reduce_mean(torch.as_tensor(values, dtype=torch.float32, device=context.device).clone(), context)
+
+
 def from_rank0(value, context):
     """Rank 0's float on every rank: e.g. the elapsed time, so that a time budget
     (--max_minutes) ends every rank at the same step."""
     if not context.distributed:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
     dist.broadcast(tensor, src=0)
     return float(tensor.item())
 

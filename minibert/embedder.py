@@ -44,34 +44,42 @@ class SentenceEmbedder:
 
     @torch.no_grad()
     def encode(self, sentences, batch_size=32, normalize=True, show_progress=False):
-        """-> numpy array (N, H), one row per sentence, in the order given.
+        """-> numpy array (N, H) of float32, one row per sentence, in the order given.
 
-        Sentences are batched by length so that a batch holds little padding; padding
-        does not change a sentence's vector (mean pooling ignores it), only the cost.
+        Every sentence is tokenised first, then batched by token count, so that a batch
+        holds little padding (often none: then no attention mask is needed at all);
+        padding does not change a sentence's vector (mean pooling ignores it), only the
+        cost. The vectors stay on the device until the end: one copy to the host, and a
+        GPU never waits for the host between batches.
         """
         if isinstance(sentences, str):
             raise ValueError("encode takes a list of sentences; wrap a single one in a list")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         sentences = list(sentences)
         if not sentences:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         self.model.eval()
-        # Character length is a cheap stand-in for token length when grouping.
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        out = np.zeros((len(sentences), self.model.config.hidden_size), dtype=np.float32)
+        token_ids = self.tokenizer(sentences, padding=False, truncation=True, max_length=self.max_length,
+                                   return_tensors=None)["input_ids"]
+        order = sorted(range(len(sentences)), key=lambda i: len(token_ids[i]))
+        pooled_batches = []
         starts = range(0, len(order), batch_size)
         if show_progress:
             from tqdm import tqdm
             starts = tqdm(starts, desc="encoding", unit="batch")
         for start in starts:
-            index = order[start:start + batch_size]
-            batch = self.tokenizer([sentences[i] for i in index], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            hidden_states = self.model.get_encoder_output(**batch)  # (b, T, H)
-            pooled = mean_pool(hidden_states, batch["attention_mask"])  # (b, H)
-            if normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-            out[index] = pooled.float().cpu().numpy()
+            rows = [torch.tensor(token_ids[i]) for i in order[start:start + batch_size]]
+            lengths = torch.tensor([len(row) for row in rows])
+            input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id)
+            attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (b, T)
+            all_same_length = bool(lengths.min() == lengths.max())
+            hidden_states = self.model.get_encoder_output(
+                input_ids.to(self.device), None if all_same_length else attention_mask.to(self.device))  # (b, T, H)
+            pooled = mean_pool(hidden_states.float(), attention_mask.to(self.device))  # (b, H), in float32
+            pooled_batches.append(torch.nn.functional.normalize(pooled, p=2, dim=-1) if normalize else pooled)
+        out = np.empty((len(sentences), self.model.config.hidden_size), dtype=np.float32)
+        out[order] = torch.cat(pooled_batches).cpu().numpy()
         return out
 
     def similarity(self, sentences_a, sentences_b=None):

@@ -12,6 +12,12 @@ import torch.nn.functional as F
 from .model import activation, init_bert_weights
 
 
+def at_least_float32(tensor):
+    """Losses are reduced in float32 even under autocast (bfloat16 keeps 8 bits of mantissa:
+    a sum over thousands of terms would lose the small ones); float64 stays float64."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def mean_pool(hidden_states, attention_mask=None):
     """Average the token vectors of each sequence, ignoring padding.
 
@@ -58,7 +64,7 @@ class MaskedLanguageModelingHead(nn.Module):
             return None, self.logits(hidden_states)  # (B, T, V)
         masked_positions = labels != -100  # (B, T) bool
         logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
-        loss = F.cross_entropy(logits, labels[masked_positions])
+        loss = F.cross_entropy(at_least_float32(logits), labels[masked_positions])
         return loss, logits
 
     def describe(self):
@@ -104,7 +110,7 @@ class SentenceClassificationHead(nn.Module):
     def forward(self, hidden_states, attention_mask=None, labels=None):
         pooled = mean_pool(hidden_states, attention_mask) if self.pooling == "mean" else hidden_states[:, 0]
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
-        loss = None if labels is None else F.cross_entropy(logits, labels)
+        loss = None if labels is None else F.cross_entropy(at_least_float32(logits), labels)
         return loss, logits
 
     def describe(self):
@@ -128,7 +134,8 @@ class TokenClassificationHead(nn.Module):
         logits = self.classifier(self.dropout(hidden_states))  # (B, T, num_labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(at_least_float32(logits.reshape(-1, self.num_labels)), labels.reshape(-1),
+                                   ignore_index=-100)
         return loss, logits
 
     def describe(self):

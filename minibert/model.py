@@ -171,15 +171,21 @@ class BertModel(nn.Module):
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings "
                              f"({self.config.max_position_embeddings}); truncate the input "
                              f"(tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings}))")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size), got values in "
-                             f"[{input_ids.min().item()}, {input_ids.max().item()}]; is the tokenizer's vocab the model's?")
         for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
             if tensor is not None and tensor.shape != input_ids.shape:
                 raise ValueError(f"{name} has shape {tuple(tensor.shape)} but input_ids has {tuple(input_ids.shape)}")
-        if token_type_ids is not None and token_type_ids.numel() and \
-                (token_type_ids.min() < 0 or token_type_ids.max() >= self.config.type_vocab_size):
-            raise ValueError(f"token_type_ids must lie in [0, {self.config.type_vocab_size})")
+        if torch.compiler.is_compiling():
+            return  # the value checks below read tensors back to Python, which a compiled graph cannot do
+        # One read-back for all the value checks (on a GPU, each makes the host wait for the device).
+        bad = (input_ids < 0) | (input_ids >= self.config.vocab_size)
+        if token_type_ids is not None:
+            bad |= (token_type_ids < 0) | (token_type_ids >= self.config.type_vocab_size)
+        if not bad.any():
+            return
+        if input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size:
+            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size), got values in "
+                             f"[{input_ids.min().item()}, {input_ids.max().item()}]; is the tokenizer's vocab the model's?")
+        raise ValueError(f"token_type_ids must lie in [0, {self.config.type_vocab_size})")
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         self.check_inputs(input_ids, attention_mask, token_type_ids)

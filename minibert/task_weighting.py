@@ -27,7 +27,7 @@ class StaticWeights:
     def combine(self, losses):
         return sum(w * loss for w, loss in zip(self.weights.tolist(), losses))
 
-    def update(self, losses):
+    def update(self, losses, loss_scale=1.0):
         return {}
 
     def current_weights(self):
@@ -70,28 +70,33 @@ class GradNorm:
             raise ValueError("GradNorm balances at least two tasks")
         self.num_tasks, self.shared_weight, self.alpha = num_tasks, shared_weight, alpha
         self.reduce = reduce or (lambda tensor: tensor)
-        self.weights = torch.ones(num_tasks, requires_grad=True)
+        # On W's device: the weights meet W's gradient norms in every update.
+        self.weights = torch.ones(num_tasks, device=shared_weight.device, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.weights], lr=lr)
         self.initial_losses = None
         self.last = {}
 
     def combine(self, losses):
-        return sum(w * loss for w, loss in zip(self.weights.detach().tolist(), losses))
+        # A copy, held fixed: no gradient flows to w, and update() may change w before backward.
+        return sum(w * loss for w, loss in zip(self.weights.detach().clone(), losses))
 
-    def task_gradient_norms(self, losses):
-        """||dL_i/dW|| for each task, unweighted. retain_graph: the network's own backward
-        pass still needs the graph; no create_graph: these norms are constants for w."""
+    def task_gradient_norms(self, losses, loss_scale=1.0):
+        """||dL_i/dW|| for each task, unweighted, in float32 (W's dtype). retain_graph: the
+        network's own backward pass still needs the graph; no create_graph: these norms are
+        constants for w. loss_scale: with float16 autocast, small gradients would underflow
+        in the backward pass, so the loss is scaled up first (by the GradScaler's factor) and
+        the gradient scaled back down."""
         norms = []
         for loss in losses:
-            (gradient,) = torch.autograd.grad(loss, self.shared_weight, retain_graph=True)
-            norms.append(self.reduce(gradient).norm())
+            (gradient,) = torch.autograd.grad(loss * loss_scale, self.shared_weight, retain_graph=True)
+            norms.append(self.reduce(gradient.float() / loss_scale).norm())
         return torch.stack(norms)
 
-    def weight_gradient(self, losses, gradient_norms=None):
+    def weight_gradient(self, losses, gradient_norms=None, loss_scale=1.0):
         """dL_grad/dw, computed through autograd on L_grad (the closed form is the test)."""
         if gradient_norms is None:
-            gradient_norms = self.task_gradient_norms(losses)
-        loss_values = self.reduce(torch.stack([loss.detach() for loss in losses]))
+            gradient_norms = self.task_gradient_norms(losses, loss_scale)
+        loss_values = self.reduce(torch.stack([loss.detach().float() for loss in losses]))
         if self.initial_losses is None:
             self.initial_losses = loss_values.clone()
         loss_ratios = loss_values / self.initial_losses  # (T,)
@@ -100,13 +105,16 @@ class GradNorm:
         target = (weighted_norms.mean() * relative_rates ** self.alpha).detach()  # (T,) a constant
         grad_loss = (weighted_norms - target).abs().sum()
         (gradient,) = torch.autograd.grad(grad_loss, self.weights)
-        self.last = {"grad_loss": grad_loss.item(), "gradient_norms": gradient_norms.tolist(),
-                     "relative_rates": relative_rates.tolist()}
+        # Kept as tensors: reading them (.item()) would make the GPU wait for every step.
+        self.last = {"grad_loss": grad_loss.detach(), "gradient_norms": gradient_norms.detach(),
+                     "relative_rates": relative_rates.detach()}
         return gradient
 
-    def update(self, losses):
+    def update(self, losses, loss_scale=1.0):
         """One GradNorm step on the weights; call before the network's backward pass."""
-        gradient = self.weight_gradient(losses)
+        gradient = self.weight_gradient(losses, loss_scale=loss_scale)
+        if loss_scale != 1.0 and not torch.isfinite(gradient).all():  # float16 overflow: the scaler skips this step too
+            return self.last
         self.optimizer.zero_grad(set_to_none=True)
         self.weights.grad = gradient
         self.optimizer.step()
@@ -142,14 +150,14 @@ class Uncertainty(torch.nn.Module):
     The effective weight of task i is 0.5 * exp(-s_i).
     """
 
-    def __init__(self, num_tasks):
+    def __init__(self, num_tasks, device=None):
         super().__init__()
-        self.log_variances = torch.nn.Parameter(torch.zeros(num_tasks))
+        self.log_variances = torch.nn.Parameter(torch.zeros(num_tasks, device=device))
 
     def combine(self, losses):
         return sum(0.5 * torch.exp(-s) * loss + 0.5 * s for s, loss in zip(self.log_variances, losses))
 
-    def update(self, losses):
+    def update(self, losses, loss_scale=1.0):
         return {}
 
     def current_weights(self):

@@ -103,4 +103,92 @@ def load_checkpoint(path, settings, may_change=()):
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
-             "device", "threads", "compile", "out_dir", "accumulation_steps")
+             "device", "dtype", "threads", "compile", "out_dir", "accumulation_steps")
+
+
+# --dtype: the precision of the forward pass.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Precision:
+    """Mixed precision as nanoGPT does it: one `autocast` context around the forward pass,
+    the weights, the optimizer and every loss reduction staying in float32.
+
+        precision = Precision(settings["dtype"], device)
+        with precision.autocast():
+            loss = model(...)
+        precision.backward(loss)
+        precision.step(optimizer, parameters, grad_clip)
+
+    "auto" is bfloat16 on a CUDA card that supports it, float32 elsewhere. bfloat16 has
+    float32's exponent range, so its gradients need no scaling; float16 does not, so with
+    float16 a GradScaler multiplies the loss before backward (small gradients would
+    underflow to zero) and divides the gradients before the optimizer step, skipping any
+    step whose gradients overflowed.
+    """
+
+    def __init__(self, name, device):
+        if name == "auto":
+            cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            name = "bfloat16" if cuda_bf16 else "float32"
+        if name not in DTYPES:
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {name!r}")
+        self.name, self.dtype, self.device = name, DTYPES[name], device
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    @property
+    def loss_scale(self):
+        """The factor the loss is multiplied by before backward (1.0 without float16)."""
+        return self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+
+    def backward(self, loss):
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer, parameters, grad_clip):
+        """Unscale (float16), clip the gradient norm to grad_clip, and step."""
+        self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self):
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state):
+        if state:
+            self.scaler.load_state_dict(state)
+
+
+class ProgressBar:
+    """tqdm over steps, or over training seconds when a time budget (--max_minutes) is set:
+    a time-budgeted run ends when its time is up, not at --max_steps, so a bar in steps
+    would show a meaningless total ("44/100000 [01:28<57:16:25]")."""
+
+    def __init__(self, settings, step, elapsed, desc, **tqdm_settings):
+        from tqdm import tqdm
+        self.by_time = settings["max_minutes"] > 0
+        if self.by_time:
+            self.bar = tqdm(total=round(60 * settings["max_minutes"]), initial=min(round(elapsed), round(60 * settings["max_minutes"])),
+                            desc=desc, unit="s", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
+                            **tqdm_settings)
+        else:
+            self.bar = tqdm(total=settings["max_steps"], initial=step, desc=desc, unit="step", dynamic_ncols=True,
+                            **tqdm_settings)
+        self.elapsed = elapsed
+
+    def update(self, step, elapsed, **postfix):
+        """After each step: the step count, the training time so far, and what to show."""
+        if self.by_time:
+            self.bar.update(min(elapsed, self.bar.total) - min(self.elapsed, self.bar.total))
+            postfix = {"step": step, **postfix}
+        else:
+            self.bar.update(1)
+        self.elapsed = elapsed
+        self.bar.set_postfix(postfix)
+
+    def close(self):
+        self.bar.close()
