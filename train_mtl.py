@@ -5,20 +5,8 @@
     python train_mtl.py --init=... --tasks=my_tasks.json --weights=topic=1,entities=3
 
 The tasks are data (minibert/tasks.py): --tasks names a JSON list of classification and
-tagging tasks; without it, arXiv10 + SciERC from the data directory.
-
-Strategies (--strategy):
-  frozen       backbone frozen; each head trained alone on features computed once
-  joint        backbone and heads trained together on sum_i w_i L_i (--weights)
-  gradual      joint, with encoder layers unfrozen from the top, one more every --unfreeze_every steps
-  gradnorm     joint, weights adapted by GradNorm (Chen et al. 2018)
-  uncertainty  joint, weights learned as homoscedastic uncertainty (Kendall et al. 2018)
-  separate     one single-task model per task, the baseline for "multi-task vs separate models"
-  mmoe         joint, with the top --expert_layers layers as --experts experts and one gate per
-               task (Ma et al. 2018; minibert/mixture.py). --weighting picks static, gradnorm or
-               uncertainty loss weights; --freeze_shared=true freezes the layers below the experts;
-               --top_k=1|2 routes each example to its top experts; the gates' average use per
-               task and expert on dev goes to results.json and run_dir/gates.png
+tagging tasks; without it, arXiv10 + SciERC from the data directory. The strategies are
+data too (STRATEGIES below): each is a few choices, acted on where they matter in the loop.
 
 Each step draws one batch of each task. Dev metrics are measured every --eval_every steps and
 the best model (mean over tasks of accuracy or span F1) is kept in run_dir/best_<phase>; at the
@@ -54,7 +42,6 @@ from minibert.transformer_with_heads import TransformerWithHeads
 
 @dataclass
 class Strategy:
-    """A strategy is a few choices, each acted on in one place of the loop below."""
     heads_only: bool = False      # which parameters train: the heads alone, on features computed once
     gradual: bool = False         # when layers open: from the top, one more every --unfreeze_every steps
     weighting: str = "static"     # how the losses combine: static (--weights), gradnorm or uncertainty
@@ -62,9 +49,17 @@ class Strategy:
     mixture: bool = False         # the top layers become experts with one gate per task
 
 
-STRATEGIES = {"frozen": Strategy(heads_only=True), "joint": Strategy(), "gradual": Strategy(gradual=True),
-              "gradnorm": Strategy(weighting="gradnorm"), "uncertainty": Strategy(weighting="uncertainty"),
-              "separate": Strategy(model_per_task=True), "mmoe": Strategy(mixture=True)}  # + --weighting
+STRATEGIES = {
+    "frozen": Strategy(heads_only=True),               # backbone frozen, each head trained alone
+    "joint": Strategy(),                               # backbone and heads together on sum_i w_i L_i
+    "gradual": Strategy(gradual=True),                 # joint, encoder layers unfrozen from the top
+    "gradnorm": Strategy(weighting="gradnorm"),        # joint, weights adapted by GradNorm (Chen et al. 2018)
+    "uncertainty": Strategy(weighting="uncertainty"),  # joint, weights learned as uncertainty (Kendall et al. 2018)
+    "separate": Strategy(model_per_task=True),         # one model per task: the baseline for sharing
+    # joint, with the top --expert_layers layers as --experts experts and one gate per task (Ma et al.
+    # 2018; minibert/mixture.py); the gates' mean use per task and expert goes to results.json and gates.png
+    "mmoe": Strategy(mixture=True),
+}
 WEIGHTINGS = ("static", "gradnorm", "uncertainty")
 
 DEFAULTS = dict(
@@ -226,19 +221,15 @@ def train(s, context, device):
         best_dir, checkpoint_path, log_path = run_dir / f"best_{phase}", run_dir / f"checkpoint_{phase}.pt", \
             run_dir / f"{phase}_log.csv"
 
-        # which parameters train
-        features = None
-        if strategy.heads_only:
+        # which parameters train: all, or the heads only, or (mmoe --freeze_shared) not the layers below the experts
+        if strategy.heads_only or (strategy.mixture and s["freeze_shared"]):
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
-            # The backbone never changes, so its output for every example is computed once;
-            # training the heads then costs a small matrix multiply per example instead of a
-            # full encoder pass. That is why frozen training is cheap.
-            features = {task.name: {split: Features(model, task.data[split], task.pooled) for split in task.data}
-                        for task in group}
-        if strategy.mixture and s["freeze_shared"]:
-            for p in model.encoder.parameters():  # the embeddings and the layers below the experts
-                p.requires_grad_(False)
+        # A backbone that never changes has one output per example, computed once here;
+        # training the heads then costs a small matrix multiply per example instead of a
+        # full encoder pass. That is why frozen training is cheap.
+        features = {task.name: {split: Features(model, task.data[split], task.pooled) for split in task.data}
+                    for task in group} if strategy.heads_only else None
 
         # how the losses combine
         if strategy.weighting == "gradnorm" and len(group) > 1:

@@ -120,12 +120,9 @@ class Features:
         if self.pooled:
             return torch.stack([self.rows[i] for i in indices])[:, None, :], None  # (B, 1, H)
         rows = [self.rows[i] for i in indices]
-        T = max(len(r) for r in rows)
-        hidden = torch.zeros(len(rows), T, rows[0].shape[-1])  # (B, T, H)
-        mask = torch.zeros(len(rows), T, dtype=torch.long)
-        for i, r in enumerate(rows):
-            hidden[i, :len(r)], mask[i, :len(r)] = r, 1
-        return hidden, mask
+        hidden = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, H), zeros after each row
+        lengths = torch.tensor([len(r) for r in rows])
+        return hidden, (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).long()  # mask (B, T)
 
 
 def head_output(model, head, data, indices, features=None, with_loss=False):
@@ -188,6 +185,9 @@ class Task:
         seeded), dev and test cut to their first eval_limit / test_limit examples (0 = all)."""
         train = self.read("train")
         self.label_map = self.make_label_map(train)  # from the whole split: a subsample must not drop a rare label
+        if len(self.label_map) < 2:
+            raise ValueError(f"{self.files['train']}: the only label is {self.label_map.names[0]!r}; "
+                             f"a {self.kind} task needs at least two")
         self.data["train"] = self.encode(subsample(train, fraction, train_limit, seed), tokenizer, max_length)
         for split, limit in (("dev", eval_limit), ("test", test_limit)):
             examples = self.read(split)[:limit or None]

@@ -138,12 +138,14 @@ def test_task_file_that_is_not_json(tmp_path):
         read_task_file(path)
 
 
-def test_empty_split_is_an_error(tmp_path):
-    tasks = good_tasks(tmp_path)
+def test_empty_split_or_a_single_label_is_an_error(tmp_path):
+    topic, places = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
     (tmp_path / "dev.conll").write_text("\n\n")
-    tagging = read_task_file(write_tasks(tmp_path, tasks))[1]
     with raises_naming(tmp_path / "dev.conll", "no examples"):
-        tagging.read("dev")
+        places.read("dev")
+    (tmp_path / "cls" / "train.csv").write_text("text,label\nan apple,fruit\na pear,fruit\n")
+    with raises_naming(tmp_path / "cls" / "train.csv", "the only label is 'fruit'", "at least two"):
+        topic.load(WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
 
 
 # --------------------------------------------------------------- per-task settings
