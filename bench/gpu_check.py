@@ -16,7 +16,6 @@ load the same float32 weights (the float16 values, widened), so parity is unaffe
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +25,9 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would fill the log (read when tqdm is imported)
+
+import torch  # noqa: E402
 
 DEVICE = "cuda"  # --device=cpu rehearses the whole check on a machine without a GPU
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,6 +237,7 @@ def main():
     parser.add_argument("--budget_s", type=float, default=480, help="skip the remaining benchmarks after this")
     parser.add_argument("--only", default="", help="comma-separated: checks, bench (default both)")
     parser.add_argument("--device", default="cuda", help="cpu: rehearse the checks without a GPU (no NCCL check)")
+    parser.add_argument("--strategies", default="", help="comma-separated subset of the train_mtl checks (default all)")
     args = parser.parse_args()
     if args.pack:
         return pack()
@@ -243,7 +245,6 @@ def main():
     DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
-    os.environ["TQDM_DISABLE"] = "1"  # progress bars would fill the log
     started = time.perf_counter()
     log = Log()
     card = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU rehearsal"
@@ -258,7 +259,8 @@ def main():
     only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
     if "checks" in only:
         log.check("parity on CUDA (all-MiniLM-L6-v2)", lambda: check_parity(minilm))
-        for strategy, *extra in STRATEGIES:
+        chosen = set(filter(None, args.strategies.split(",")))
+        for strategy, *extra in [check for check in STRATEGIES if not chosen or check[0] in chosen]:
             log.check(f"train_mtl --strategy={strategy} {' '.join(extra)} (bfloat16)",
                       lambda: check_mtl(data, minilm, work, strategy, *extra))
         log.check("train_mlm (mini, bfloat16)", lambda: check_mlm(data, minilm, work))

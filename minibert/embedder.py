@@ -42,7 +42,7 @@ class SentenceEmbedder:
     def device(self):
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, sentences, batch_size=32, normalize=True, show_progress=False):
         """-> numpy array (N, H) of float32, one row per sentence, in the order given.
 
