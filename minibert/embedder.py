@@ -69,11 +69,12 @@ class SentenceEmbedder:
             from tqdm import tqdm
             starts = tqdm(starts, desc="encoding", unit="batch")
         for start in starts:
-            rows = [torch.tensor(token_ids[i]) for i in order[start:start + batch_size]]
+            rows = [token_ids[i] for i in order[start:start + batch_size]]
+            T = len(rows[-1])  # sorted: the last row is the longest
+            input_ids = torch.tensor([row + [self.tokenizer.pad_token_id] * (T - len(row)) for row in rows])  # (b, T)
             lengths = torch.tensor([len(row) for row in rows])
-            input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id)
-            attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (b, T)
-            all_same_length = bool(lengths.min() == lengths.max())
+            attention_mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # (b, T)
+            all_same_length = len(rows[0]) == T
             hidden_states = self.model.get_encoder_output(
                 input_ids.to(self.device), None if all_same_length else attention_mask.to(self.device))  # (b, T, H)
             pooled = mean_pool(hidden_states.float(), attention_mask.to(self.device))  # (b, H), in float32
