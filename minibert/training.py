@@ -65,7 +65,14 @@ def set_learning_rate(optimizer, lr):
 
 
 def rng_states():
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator's state, as tensors and plain numbers only: a checkpoint must
+    load with torch.load(weights_only=True), which never runs code from the file."""
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss = random.getstate()
+    states = {"torch": torch.get_rng_state(),
+              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+              "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": gauss}}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -73,8 +80,11 @@ def rng_states():
 
 def set_rng_states(states):
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"].tolist()), python_state["gauss"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -86,14 +96,27 @@ def save_checkpoint(path, checkpoint):
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "elapsed", "settings", "rng")
+
+
 def load_checkpoint(path, settings, may_change=()):
     """The checkpoint dict at `path`, after checking that the settings it was written with
     match `settings` (except the keys in `may_change`): resuming with other settings
     would silently train something else."""
     if not path.is_file():
         raise FileNotFoundError(f"--resume=true but there is no {path}")
-    # weights_only=False: our own file, holding numpy and Python RNG states next to tensors.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only=True: a checkpoint is a file people share, and unpickling anything else
+    # can run code. Ours hold only tensors and plain containers (see rng_states).
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a checkpoint that loads as plain tensors ({reason}); it is damaged, "
+                         f"or not one of ours. Start afresh with --overwrite=true") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a minibert training checkpoint (no {', '.join(missing)}); "
+                         f"start afresh with --overwrite=true")
     changed = {k: (checkpoint["settings"].get(k), v) for k, v in settings.items()
                if k not in may_change and checkpoint["settings"].get(k) != v}
     if changed:
@@ -102,5 +125,5 @@ def load_checkpoint(path, settings, may_change=()):
 
 
 # Settings that may differ between a run and its resumption.
-RESUMABLE = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
+RESUMABLE = ("stop_at_step", "resume", "overwrite", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
              "device", "threads", "compile", "out_dir", "accumulation_steps")
