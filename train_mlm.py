@@ -31,8 +31,9 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -100,6 +101,7 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    check_settings(s)  # every number in range, before any work
     return distributed.launch(train, s)  # one process, or one of torchrun's
 
 

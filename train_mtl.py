@@ -42,8 +42,9 @@ from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups,
-                               rng_states, run_progress, save_checkpoint, set_learning_rate, set_rng_states)
+from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
+                               set_rng_states)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -507,6 +508,7 @@ def make_weighting(s, model, task_names, context):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    check_settings(s)  # every number in range, before any work
     return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
@@ -518,8 +520,6 @@ def train(s, context, device):
     if s["strategy"] != "mmoe" and (s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]):
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    if s["uncertainty_lr"] < 0:
-        raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["accumulation_steps"] > 1 and "gradnorm" in (s["strategy"], s["weighting"]):

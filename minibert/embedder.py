@@ -51,6 +51,8 @@ class SentenceEmbedder:
         """
         if isinstance(sentences, str):
             raise ValueError("encode takes a list of sentences; wrap a single one in a list")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         sentences = list(sentences)
         if not sentences:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)

@@ -10,6 +10,51 @@ import numpy as np
 import torch
 
 
+# What each numeric setting of the three scripts may be, declared once: a setting of the
+# same name means the same thing in every script. tests/test_reliability.py checks that
+# every numeric setting in a script's DEFAULTS has its rule here.
+RANGES = {
+    ">= 0": lambda value: value >= 0,
+    ">= 1": lambda value: value >= 1,
+    ">= 3": lambda value: value >= 3,  # a sequence length: [CLS], one token, [SEP]
+    "> 0": lambda value: value > 0,
+    "in [0, 1)": lambda value: 0 <= value < 1,
+    "in (0, 1]": lambda value: 0 < value <= 1,
+}
+SETTING_RULES = {
+    # data
+    "corpus_lines": ">= 0", "held_out_fraction": "in [0, 1)", "max_seq_len": ">= 3", "max_sentences": ">= 1",
+    "arxiv_train_limit": ">= 0", "eval_limit": ">= 0", "test_limit": ">= 0", "cls_max_length": ">= 3",
+    "ner_max_length": ">= 3", "vocab_size": ">= 1",
+    # model and objective
+    "dropout": "in [0, 1)", "mask_rate": "in (0, 1]", "temperature": "> 0", "cosent_scale": "> 0",
+    "experts": ">= 1", "expert_layers": ">= 1", "top_k": ">= 0", "balance_weight": ">= 0",
+    # optimisation
+    "batch_size": ">= 1", "accumulation_steps": ">= 1", "learning_rate": "> 0", "head_learning_rate": "> 0",
+    "weight_decay": ">= 0", "beta1": "in [0, 1)", "beta2": "in [0, 1)", "grad_clip": "> 0",
+    "warmup_fraction": "in [0, 1)", "max_steps": ">= 1", "max_minutes": ">= 0", "stop_at_step": ">= 0",
+    "unfreeze_every": ">= 1", "gradnorm_alpha": ">= 0", "gradnorm_lr": "> 0", "uncertainty_lr": ">= 0",
+    # bookkeeping
+    "eval_every": ">= 1", "eval_batches": ">= 1", "checkpoint_every": ">= 1", "seed": ">= 0", "threads": ">= 0",
+}
+
+
+def check_settings(settings, rules=SETTING_RULES):
+    """Stop at the first numeric setting outside its range, with one line naming it, before
+    any work starts: --max_steps=-5 would never end, --batch_size=0 divide by zero.
+    An optional number (--dropout, none by default) is checked when it is given."""
+    for key, value in settings.items():
+        if key not in rules or value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"--{key} expects a number (or none), got {value!r}") from None
+        if not math.isfinite(value) or not RANGES[rules[key]](value):
+            raise ValueError(f"--{key} must be {rules[key]}, got {settings[key]!r}")
+
+
 def pick_device(name="auto"):
     if name != "auto":
         return torch.device(name)
