@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
 from minibert.embedder import SentenceEmbedder
 from minibert.heads import SentenceEmbeddingHead
@@ -59,6 +59,7 @@ DEFAULTS = dict(
     run_dir="runs/embedder",
     out_dir="runs/embedder/model",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",
     threads=0,
@@ -111,7 +112,8 @@ def gather_rows(tensor, context):
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
     check_settings(s)  # every number in range, before any work
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):

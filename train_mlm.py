@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
@@ -72,6 +72,7 @@ DEFAULTS = dict(
     run_dir="runs/mlm",
     out_dir="base-transformer",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",            # auto | cpu | cuda | mps
     compile=False,
@@ -102,7 +103,8 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device):
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
     check_settings(s)  # every number in range, before any work
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):

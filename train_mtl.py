@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.finetuning_data import (LabelMap, arxiv10, encode_tagged, scierc, words_from_predictions)
 from minibert.heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, span_scores
@@ -87,6 +87,7 @@ DEFAULTS = dict(
     checkpoint_every=200,
     run_dir="runs/mtl",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",
     threads=0,
@@ -509,7 +510,8 @@ def make_weighting(s, model, task_names, context):
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
     check_settings(s)  # every number in range, before any work
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):

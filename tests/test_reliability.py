@@ -118,3 +118,111 @@ def test_encode_refuses_a_batch_size_below_one(batch_size):
     assert embedder.encode(["a cat", "a"], batch_size=1).shape == (2, 32)
     with pytest.raises(ValueError, match="batch_size"):
         embedder.encode(["a cat", "a"], batch_size=batch_size)
+
+
+# ---------------------------------------------------------- run_dir: keep it, own it
+
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+
+from minibert.tokenizer import WordPieceTokenizer  # noqa: E402
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def missing_inputs(script, tmp_path, *extra):
+    """Arguments that point every input at nothing: a run that gets past the run_dir gate
+    stops at its first read, so these tests cost no training."""
+    missing = tmp_path / "missing"
+    inputs = {"run_dir": tmp_path / "run", "out_dir": tmp_path / "run" / "model", "init": missing,
+              "data_dir": missing, "corpus": missing / "corpus.txt"}
+    return [f"--{key}={value}" for key, value in inputs.items() if key in SCRIPTS[script].DEFAULTS] + list(extra)
+
+
+CHECKPOINT_NAME = {"train_mlm": "checkpoint.pt", "train_embedder": "checkpoint.pt", "train_mtl": "checkpoint_joint.pt"}
+LOG_NAME = {"train_mlm": "log.csv", "train_embedder": "log.csv", "train_mtl": "joint_log.csv"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("held", ["checkpoint", "log"])
+def test_rerunning_without_resume_leaves_the_run_alone(tmp_path, script, held):
+    (tmp_path / "run").mkdir()
+    kept = tmp_path / "run" / (CHECKPOINT_NAME if held == "checkpoint" else LOG_NAME)[script]
+    kept.write_bytes(b"a step-400 run")
+    with pytest.raises(FileExistsError, match="already holds a run .*--resume=true.*--overwrite=true"):
+        SCRIPTS[script].main(missing_inputs(script, tmp_path))
+    assert kept.read_bytes() == b"a step-400 run"
+    assert not (tmp_path / "run" / "run.lock").exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_resume_without_a_checkpoint_is_refused(tmp_path, script):
+    with pytest.raises(FileNotFoundError, match="--resume=true but .* holds no checkpoint"):
+        SCRIPTS[script].main(missing_inputs(script, tmp_path, "--resume=true"))
+
+
+@pytest.mark.parametrize("script", ["train_mlm", "train_embedder"])
+def test_an_out_dir_holding_a_model_is_refused(tmp_path, script):
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--out_dir=.* already holds a model .*--overwrite=true"):
+        SCRIPTS[script].main(missing_inputs(script, tmp_path))
+    with pytest.raises(ValueError, match="give one of them"):
+        SCRIPTS[script].main(missing_inputs(script, tmp_path, "--resume=true", "--overwrite=true"))
+
+
+def write_lock(run_dir, pid):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "earlier"}))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_folder_in_use_is_refused(tmp_path, script):
+    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_lock(tmp_path / "run", other_run.pid)
+        with pytest.raises(FileExistsError, match=f"is in use by process {other_run.pid} on"):
+            SCRIPTS[script].main(missing_inputs(script, tmp_path))
+        assert json.loads((tmp_path / "run" / "run.lock").read_text())["pid"] == other_run.pid  # still theirs
+    finally:
+        other_run.kill()
+        other_run.wait()
+
+
+def test_the_lock_of_a_dead_process_is_taken_over_and_released(tmp_path, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_lock(tmp_path / "run", dead.pid)
+    with pytest.raises(FileNotFoundError, match="corpus"):  # past the gate, stopped by the missing corpus
+        train_mlm.main(missing_inputs("train_mlm", tmp_path))
+    assert f"taking over the lock of process {dead.pid}" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "run.lock").exists()
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(5, 30)))) for _ in range(40)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n")
+    WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]).save_pretrained(tmp_path / "vocab")
+    return tmp_path
+
+
+def mlm(root, *extra):
+    return train_mlm.main([f"--corpus={root / 'corpus.txt'}", f"--vocab={root / 'vocab'}", "--preset=tiny",
+                           "--max_seq_len=32", "--batch_size=4", "--eval_every=1", "--eval_batches=1",
+                           "--checkpoint_every=2", f"--run_dir={root / 'run'}", f"--out_dir={root / 'run' / 'out'}",
+                           "--threads=1", *extra])
+
+
+def log_steps(path):
+    return [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]]
+
+
+def test_overwrite_starts_afresh(tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tiny_corpus)  # the corpus cache goes to ./.cache
+    mlm(tiny_corpus, "--max_steps=4")
+    mlm(tiny_corpus, "--max_steps=2", "--overwrite=true")
+    assert torch.load(tiny_corpus / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert log_steps(tiny_corpus / "run" / "log.csv") == [1, 2]
