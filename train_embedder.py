@@ -33,7 +33,7 @@ from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+                               set_rng_states, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -190,6 +190,8 @@ def train(s, context, device):
             csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+    elif context.is_main:
+        truncate_log(log_path, step)  # rows logged after the checkpoint come again
 
     def write_checkpoint():
         if not context.is_main:

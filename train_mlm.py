@@ -33,7 +33,7 @@ from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+                               set_rng_states, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -183,6 +183,8 @@ def train(s, context, device):
     if context.is_main and (checkpoint is None or not log_path.is_file()):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(columns)
+    elif context.is_main:
+        truncate_log(log_path, step)  # rows logged after the checkpoint come again
     tokens_seen = checkpoint["tokens"] if checkpoint else 0
 
     def write_checkpoint():

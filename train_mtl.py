@@ -44,7 +44,7 @@ from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+                               set_rng_states, truncate_log, WallClock)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -358,7 +358,7 @@ class StepLosses(nn.Module):
 
 
 def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s, device, run_dir,
-                evaluate_dev, save_best, context, gradual=False):
+                evaluate_dev, save_best, context, clock, gradual=False):
     """The one training loop every strategy uses.
 
     task_loss(task, indices) -> that task's mean loss over those training examples.
@@ -368,7 +368,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
     Logs per-task losses and weights to run_dir/{phase}_log.csv (plotted to a PNG),
     evaluates on dev, calls save_best on improvement, checkpoints atomically, resumes.
     Under torchrun every rank runs this loop on its share of each batch; rank 0 alone
-    evaluates, logs and writes.
+    evaluates, logs and writes. clock: the run's WallClock, kept in the checkpoint.
     """
     checkpoint_path = run_dir / f"checkpoint_{phase}.pt"
     lr_peak = s["head_learning_rate"] if phase.startswith("frozen") else s["learning_rate"]
@@ -383,8 +383,10 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
             weighting.load_state_dict(checkpoint["weighting"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
+        clock.load_state_dict(checkpoint["wall_clock"])
         if context.is_main:
             print(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
+            truncate_log(log_path, step)  # rows logged after the checkpoint come again
     elif context.is_main:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t}" for t in task_names],
@@ -398,7 +400,8 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
             save_checkpoint(checkpoint_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
                 "best": best, "settings": s, "rng": rng_states(),
-                "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
+                "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None,
+                "wall_clock": clock.state_dict()})
 
     def progress():
         return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
@@ -532,7 +535,7 @@ def train(s, context, device):
     run_dir = Path(s["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s["seed"])
-    started = time.perf_counter()
+    clock = WallClock()  # the run's time, over all its segments if it is interrupted and resumed
     say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
@@ -605,9 +608,10 @@ def train(s, context, device):
             model.save_pretrained(best_dir)
             tokenizer.save_pretrained(best_dir)
 
-        phase_started = time.perf_counter()
+        clock.mark(phase)
         finished = train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s,
-                               device, run_dir, evaluate_dev, save_best, context, gradual=s["strategy"] == "gradual")
+                               device, run_dir, evaluate_dev, save_best, context, clock,
+                               gradual=s["strategy"] == "gradual")
         if not finished:
             return None
         if not context.is_main:
@@ -615,7 +619,7 @@ def train(s, context, device):
         best = TransformerWithHeads.from_pretrained(best_dir).to(device)
         test = evaluate(best, data, label_maps, "test", device,
                         features and {t: {"test": features[t]["test"]} for t in features})
-        results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": time.perf_counter() - phase_started,
+        results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": clock.since(phase),
                                     "test": test, "final_task_weights": weighting.current_weights()}
         if best.mixture is not None:
             usage = gate_usage(best, data, "dev", device)
@@ -625,7 +629,7 @@ def train(s, context, device):
                          title="mean gate weight on dev (row: task)")
     if not context.is_main:
         return None
-    results["wall_time_s"] = time.perf_counter() - started
+    results["wall_time_s"] = clock.total()
     results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
     results["test"] = {t: r[t] for r in (p["test"] for p in results["phases"].values()) for t in r}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -5,6 +5,7 @@ scripts (train_mlm.py, train_embedder.py, train_mtl.py), flat and readable."""
 import math
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -139,6 +140,46 @@ def save_checkpoint(path, checkpoint):
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
+
+
+def truncate_log(log_path, step):
+    """Keep the header and the rows of steps up to `step`. A run killed after logging steps
+    beyond its last checkpoint logs them again when it resumes from that checkpoint;
+    without this the log would hold those rows twice."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, log_path)
+
+
+class WallClock:
+    """Seconds since a run began, summed over the segments that interruptions cut it into:
+    each checkpoint stores state_dict(), and a resumed run counts on from there (the work
+    lost after the last checkpoint is not counted). `mark(name)` notes when a part of the
+    run (a phase) began, so that `since(name)` measures that part alone."""
+
+    def __init__(self):
+        self.before, self.started, self.marks = 0.0, time.perf_counter(), {}
+
+    def total(self):
+        return self.before + time.perf_counter() - self.started
+
+    def mark(self, name):
+        self.marks[name] = self.total()
+
+    def since(self, name):
+        return self.total() - self.marks[name]
+
+    def state_dict(self):
+        return {"total_s": self.total(), "marks": dict(self.marks)}
+
+    def load_state_dict(self, state):
+        """This segment so far now counts on top of the earlier segments' time."""
+        self.before = state["total_s"]
+        self.marks.update(state["marks"])
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "step", "elapsed", "settings", "rng")

@@ -226,3 +226,47 @@ def test_overwrite_starts_afresh(tiny_corpus, monkeypatch):
     mlm(tiny_corpus, "--max_steps=2", "--overwrite=true")
     assert torch.load(tiny_corpus / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
     assert log_steps(tiny_corpus / "run" / "log.csv") == [1, 2]
+
+
+# ------------------------------------------------ resuming: the log and the wall time
+
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+
+def test_a_resumed_run_logs_each_step_once(tiny_corpus, monkeypatch):
+    """A kill after steps 3-4 were logged but before their checkpoint: the run resumes
+    from step 2 and logs 3-4 again, replacing the first rows, not adding to them."""
+    monkeypatch.chdir(tiny_corpus)
+    mlm(tiny_corpus, "--max_steps=4", "--stop_at_step=2")
+    shutil.copy(tiny_corpus / "run" / "checkpoint.pt", tiny_corpus / "step2.pt")
+    mlm(tiny_corpus, "--max_steps=4", "--resume=true")
+    assert log_steps(tiny_corpus / "run" / "log.csv") == [1, 2, 3, 4]
+    shutil.copy(tiny_corpus / "step2.pt", tiny_corpus / "run" / "checkpoint.pt")  # as if killed before step 4's
+    mlm(tiny_corpus, "--max_steps=4", "--resume=true")
+    assert log_steps(tiny_corpus / "run" / "log.csv") == [1, 2, 3, 4]
+
+
+def test_multitask_log_and_wall_time_count_every_segment(tmp_path):
+    from test_mtl import write_fixture
+    fixture = write_fixture(tmp_path / "data")
+
+    def run(*extra):
+        started = time.perf_counter()
+        train_mtl.main([f"--init={fixture / 'init'}", f"--data_dir={fixture}", f"--run_dir={tmp_path / 'run'}",
+                        "--batch_size=4", "--max_steps=4", "--eval_every=2", "--checkpoint_every=2", "--threads=1",
+                        "--strategy=joint", *extra])
+        return time.perf_counter() - started
+
+    first = run("--stop_at_step=2")
+    shutil.copy(tmp_path / "run" / "checkpoint_joint.pt", tmp_path / "step2.pt")
+    second = run("--resume=true")
+    shutil.copy(tmp_path / "step2.pt", tmp_path / "run" / "checkpoint_joint.pt")  # killed before step 4's checkpoint
+    third = run("--resume=true")
+    assert log_steps(tmp_path / "run" / "joint_log.csv") == [1, 2, 3, 4]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    # Segment one (to step 2) and the last segment (steps 3-4, then testing) both count;
+    # the lost second segment does not.
+    assert third < results["wall_time_s"] <= first + third
+    assert third < results["phases"]["joint"]["wall_time_s"] <= results["wall_time_s"]
+    assert second > 0
