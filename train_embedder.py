@@ -31,6 +31,7 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
+from minibert.tokenizer_trainer import read_lines
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
                                set_rng_states, truncate_log)
@@ -134,7 +135,7 @@ def train(s, context, device):
     if s["objective"] == "simcse":
         source = Path(s["sentences"]) if s["sentences"] else data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])
         if s["sentences"]:
-            lines = [l.strip() for l in open(source, encoding="utf-8") if l.strip()][:s["max_sentences"]]
+            lines = [l.strip() for l in read_lines([source]) if l.strip()][:s["max_sentences"]]
         else:
             lines = arxiv_sentences(source, s["max_sentences"])
         if len(lines) < s["batch_size"]:

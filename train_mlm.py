@@ -13,7 +13,6 @@ read it top to bottom, set a breakpoint anywhere.
 
 import csv
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from minibert.masking import Masker
 from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
-from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
+from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
 from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
@@ -40,7 +39,8 @@ DEFAULTS = dict(
     # data
     data_dir=None,            # folder holding pretraining/arxiv_abstracts.txt (else $MINIBERT_DATA, ../shared/data)
     corpus=None,              # comma-separated text files, one document a line (default: the arXiv corpus)
-    corpus_lines=0,           # use only the first N documents (0 = all); the cache is per slice
+    corpus_lines=0,           # use only the first N documents, counted over all files (0 = all)
+    errors="strict",          # bytes in the corpus that are not UTF-8: strict (stop, naming the line) | replace | ignore
     held_out_fraction=0.01,   # documents kept aside for evaluation
     max_seq_len=128,
     # tokenizer
@@ -111,6 +111,8 @@ def train(s, context, device):
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["masking"] not in Masker.STRATEGIES:
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
+    if s["errors"] not in ("strict", "replace", "ignore"):
+        raise ValueError(f"--errors must be strict, replace or ignore, got {s['errors']!r}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     if s["threads"]:
         torch.set_num_threads(s["threads"])
@@ -124,32 +126,23 @@ def train(s, context, device):
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p) for p in s["corpus"].split(",")] if s["corpus"] else \
         [data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])]
-    if s["corpus_lines"] and context.is_main:
-        # A slice of the corpus is its own small file under .cache, so its tokens cache apart.
-        slice_path = Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"
-        if not slice_path.is_file():
-            slice_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(corpus_files[0], encoding="utf-8") as f, open(slice_path.with_suffix(".tmp"), "w") as out:
-                for _, line in zip(range(s["corpus_lines"]), f):
-                    out.write(line)
-            os.replace(slice_path.with_suffix(".tmp"), slice_path)
-    if s["corpus_lines"]:
-        distributed.barrier(context)  # the others wait until rank 0 has written the slice
-        corpus_files = [Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"]
+    if s["corpus_lines"]:  # the slice is its own file under .cache, named by its content
+        slice_path = corpus_slice(corpus_files, s["corpus_lines"], errors=s["errors"]) if context.is_main else None
+        corpus_files = [distributed.broadcast_object(slice_path, context)]
     tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
     if s["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
         raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
     if not (tokenizer_dir / "vocab.txt").is_file() and context.is_main:
         print(f"training a WordPiece vocabulary of {s['vocab_size']} on {[str(p) for p in corpus_files]}")
-        tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"])
+        tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"], errors=s["errors"])
         tokenizer.save_pretrained(tokenizer_dir)
     distributed.barrier(context)
     tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
     if context.is_main:  # rank 0 tokenizes and caches the corpus; the others then read the cache
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
     distributed.barrier(context)
     if not context.is_main:
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
     train_docs, held_out_docs = corpus.split(s["held_out_fraction"], seed=s["seed"])
     train_sequences = train_docs.sequences(s["max_seq_len"])
     held_out_sequences = held_out_docs.sequences(s["max_seq_len"])

@@ -270,3 +270,57 @@ def test_multitask_log_and_wall_time_count_every_segment(tmp_path):
     assert third < results["wall_time_s"] <= first + third
     assert third < results["phases"]["joint"]["wall_time_s"] <= results["wall_time_s"]
     assert second > 0
+
+
+# ------------------------------------------------------------------------ the corpus
+
+def corpus_summary(capsys):
+    """(documents, tokens) from the line train_mlm prints about its corpus."""
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("corpus:"))
+    documents, tokens = line.split(": ")[1].split(";")[0].split(", ")
+    return int(documents.split()[0].replace(",", "")), int(tokens.split()[0].replace(",", ""))
+
+
+def token_count(root, lines):
+    tokenizer = WordPieceTokenizer.from_pretrained(root / "vocab")
+    return sum(len(tokenizer.encode(line, add_special_tokens=False)) for line in lines)
+
+
+def test_a_corpus_slice_follows_the_text_not_the_file_name(tiny_corpus, monkeypatch, capsys):
+    """c1/corp.txt then c2/corp.txt: same name, same number of lines, other text."""
+    monkeypatch.chdir(tiny_corpus)
+    texts = {"c1": ["alpha beta"] * 12, "c2": ["gamma delta epsilon zeta eta theta iota kappa"] * 12}
+    for name, lines in texts.items():
+        (tiny_corpus / name).mkdir()
+        (tiny_corpus / name / "corp.txt").write_text("\n".join(lines) + "\n")
+    for run, name in enumerate(["c1", "c2", "c1"]):
+        if run == 2:  # the file is edited: the slice must follow
+            texts["c1"] = ["lambda mu nu xi omicron"] * 12
+            (tiny_corpus / "c1" / "corp.txt").write_text("\n".join(texts["c1"]) + "\n")
+        mlm(tiny_corpus, f"--corpus={tiny_corpus / name / 'corp.txt'}", "--corpus_lines=10", "--max_steps=1",
+            f"--run_dir={tiny_corpus / f'run{run}'}", f"--out_dir={tiny_corpus / f'run{run}' / 'out'}")
+        assert corpus_summary(capsys) == (10, token_count(tiny_corpus, texts[name][:10])), name
+
+
+def test_corpus_lines_counts_documents_over_all_files(tiny_corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tiny_corpus)
+    a, b = ["alpha beta gamma"] * 10, ["delta epsilon"] * 10
+    (tiny_corpus / "a.txt").write_text("\n".join(a) + "\n")
+    (tiny_corpus / "b.txt").write_text("\n\n".join(b) + "\n")  # blank lines between documents are not documents
+    mlm(tiny_corpus, f"--corpus={tiny_corpus / 'a.txt'},{tiny_corpus / 'b.txt'}", "--corpus_lines=15",
+        "--max_steps=1")
+    assert corpus_summary(capsys) == (15, token_count(tiny_corpus, a + b[:5]))
+
+
+@pytest.mark.parametrize("sliced", [False, True])
+def test_a_corpus_that_is_not_utf8_names_the_file_and_line(tiny_corpus, monkeypatch, sliced):
+    monkeypatch.chdir(tiny_corpus)
+    (tiny_corpus / "latin1.txt").write_bytes(b"alpha beta\ngamma delta\nna\xefve caf\xe9\n" + b"alpha\n" * 10)
+    extra = ["--corpus_lines=8"] if sliced else []
+    with pytest.raises(ValueError, match=r"latin1.txt: not valid UTF-8 .*\(line 3\).*--errors=replace") as error:
+        mlm(tiny_corpus, f"--corpus={tiny_corpus / 'latin1.txt'}", "--max_steps=1", *extra)
+    assert "\n" not in str(error.value)
+    assert not list((tiny_corpus / ".cache").rglob("*.tmp"))
+    mlm(tiny_corpus, f"--corpus={tiny_corpus / 'latin1.txt'}", "--max_steps=1", "--errors=replace",
+        f"--run_dir={tiny_corpus / 'replaced'}", f"--out_dir={tiny_corpus / 'replaced' / 'out'}", *extra)
+    assert (tiny_corpus / "replaced" / "out" / "model.safetensors").is_file()
