@@ -29,7 +29,7 @@ from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
-from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
+from minibert.tokenizer import WordPieceTokenizer, train_or_reuse_tokenizer
 from minibert.training import (RESUMABLE, check_settings, dropout_overrides, learning_rate_at, load_checkpoint,
                                optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
                                set_rng_states, truncate_log)
@@ -132,10 +132,8 @@ def train(s, context, device):
     tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
     if s["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
         raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
-    if not (tokenizer_dir / "vocab.txt").is_file() and context.is_main:
-        print(f"training a WordPiece vocabulary of {s['vocab_size']} on {[str(p) for p in corpus_files]}")
-        tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"], errors=s["errors"])
-        tokenizer.save_pretrained(tokenizer_dir)
+    if not s["vocab"] and context.is_main:  # the run's own vocabulary, trained once for its corpus and size
+        train_or_reuse_tokenizer(tokenizer_dir, corpus_files, s["vocab_size"], s["errors"], retrain=s["overwrite"])
     distributed.barrier(context)
     tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
     if context.is_main:  # rank 0 tokenizes and caches the corpus; the others then read the cache

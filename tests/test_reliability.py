@@ -324,3 +324,39 @@ def test_a_corpus_that_is_not_utf8_names_the_file_and_line(tiny_corpus, monkeypa
     mlm(tiny_corpus, f"--corpus={tiny_corpus / 'latin1.txt'}", "--max_steps=1", "--errors=replace",
         f"--run_dir={tiny_corpus / 'replaced'}", f"--out_dir={tiny_corpus / 'replaced' / 'out'}", *extra)
     assert (tiny_corpus / "replaced" / "out" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------- the tokenizer
+
+def test_a_run_reuses_its_tokenizer_only_when_asked_the_same(tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tiny_corpus)
+    mlm(tiny_corpus, "--vocab=none", "--vocab_size=80", "--max_steps=1")
+    for name in ("checkpoint.pt", "log.csv"):  # as if that run had stopped right after its tokenizer
+        (tiny_corpus / "run" / name).unlink()
+    shutil.rmtree(tiny_corpus / "run" / "out")
+    with pytest.raises(FileExistsError, match=r"holds a tokenizer trained otherwise \(vocab_size=80 \(asked 120\)\)"):
+        mlm(tiny_corpus, "--vocab=none", "--vocab_size=120", "--max_steps=1")
+    import minibert.tokenizer
+    monkeypatch.setattr(minibert.tokenizer, "train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
+    mlm(tiny_corpus, "--vocab=none", "--vocab_size=80", "--max_steps=1")  # the same settings: reused
+    monkeypatch.undo()
+    shutil.rmtree(tiny_corpus / "run" / "out")
+    monkeypatch.chdir(tiny_corpus)
+    mlm(tiny_corpus, "--vocab=none", "--vocab_size=120", "--max_steps=1", "--overwrite=true")
+    assert 80 < WordPieceTokenizer.from_pretrained(tiny_corpus / "run" / "tokenizer").vocab_size <= 120
+
+
+def test_a_vocab_size_below_the_alphabet_is_an_error(tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tiny_corpus)
+    with pytest.raises(ValueError, match=r"--vocab_size=10 is below the \d+ tokens"):
+        mlm(tiny_corpus, "--vocab=none", "--vocab_size=10", "--max_steps=1")
+
+
+def test_vocab_txt_is_written_atomically(tmp_path):
+    WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "cat"]).save_pretrained(tmp_path)
+    before = (tmp_path / "vocab.txt").read_bytes()
+    unwritable = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "dog", "\ud800"])  # no UTF-8 form
+    with pytest.raises(UnicodeEncodeError):
+        unwritable.save_pretrained(tmp_path)
+    assert (tmp_path / "vocab.txt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer_config.json", "vocab.txt"]
