@@ -189,6 +189,9 @@ class WordPieceTokenizer:
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise ValueError(f"{config_path}: not valid JSON ({error}); fix or delete it "
                                  f"(do_lower_case then defaults to true).") from None
+            if not isinstance(config, dict):
+                raise ValueError(f"{config_path}: holds a JSON {type(config).__name__}, not an object of settings; "
+                                 f"fix or delete it (do_lower_case then defaults to true).")
             if config.get("tokenize_chinese_chars", True) is not True:
                 raise ValueError(f"{config_path}: tokenize_chinese_chars=false is not supported")
             if config.get("strip_accents") not in (None, config.get("do_lower_case", True)):
@@ -324,6 +327,15 @@ class WordPieceTokenizer:
         n_special = 2 if text_pairs is None else 3
         if truncation and max_length < n_special:
             raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+
+        for name, batch in (("texts", texts), ("text_pairs", text_pairs or [])):
+            for index, text in enumerate(batch):
+                if is_split_into_words:
+                    if isinstance(text, str) or not all(isinstance(word, str) for word in text):
+                        raise TypeError(f"{name}[{index}] is {text!r}; with is_split_into_words=True each must be "
+                                        f"a list of words (strings)")
+                elif not isinstance(text, str):
+                    raise TypeError(f"{name}[{index}] is {text!r}; each text must be a string")
 
         rows = []
         for index, text in enumerate(texts):

@@ -360,3 +360,32 @@ def test_vocab_txt_is_written_atomically(tmp_path):
         unwritable.save_pretrained(tmp_path)
     assert (tmp_path / "vocab.txt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer_config.json", "vocab.txt"]
+
+
+# ------------------------------------------------------------ errors that name things
+
+def test_a_config_json_that_is_a_list_names_the_file(tmp_path):
+    from minibert.config import BertConfig
+    from minibert.transformer_with_heads import TransformerWithHeads
+    (tmp_path / "config.json").write_text('[{"hidden_size": 128}]')
+    with pytest.raises(ValueError, match=r"config.json holds a JSON list, not the object of settings"):
+        TransformerWithHeads.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"config.json holds a JSON list"):
+        BertConfig.from_json(tmp_path / "config.json")
+    WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]).save_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: holds a JSON list"):
+        WordPieceTokenizer.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("texts, pairs, split, expected", [
+    (["a", None], None, False, r"texts\[1\] is None; each text must be a string"),
+    (["a", 3], None, False, r"texts\[1\] is 3; each text must be a string"),
+    (["a", "b"], ["c", None], False, r"text_pairs\[1\] is None"),
+    ([["a"], ["b", None]], None, True, r"texts\[1\] is \['b', None\]; with is_split_into_words=True"),
+])
+def test_a_text_that_is_not_a_string_is_named(texts, pairs, split, expected):
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c"])
+    with pytest.raises(TypeError, match=expected):
+        tokenizer(texts, pairs, is_split_into_words=split)
+
