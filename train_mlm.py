@@ -146,6 +146,8 @@ def train(s, context, device):
     held_out_sequences = held_out_docs.sequences(s["max_seq_len"])
     say(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
           f"sequences, held out {len(held_out_sequences):,} (max_seq_len {s['max_seq_len']})")
+    if len(held_out_sequences) == 0:  # a loss over nothing would read 0.000, which looks like a perfect model
+        say(f"no held-out documents ({len(corpus)} document(s) in the corpus): no held-out loss is measured")
 
     # ---- model and optimiser ----
     config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
@@ -234,13 +236,16 @@ def train(s, context, device):
 
             last_step = progress() >= 1.0 or step == s["stop_at_step"]
             if (step % s["eval_every"] == 0 or last_step) and context.is_main:
-                eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device)
+                held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device) \
+                    if len(held_out_sequences) else None
                 row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
-                       f"{eval_loss:.4f}", f"{eval_accuracy:.4f}", f"{recent_tokens / recent_time:.0f}"]
+                       *([f"{held_out[0]:.4f}", f"{held_out[1]:.4f}"] if held_out else ["", ""]),
+                       f"{recent_tokens / recent_time:.0f}"]
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow(row)
-                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, held-out loss {eval_loss:.3f}, "
-                           f"accuracy {eval_accuracy:.3f}, {recent_tokens / recent_time:.0f} tokens/s")
+                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, "
+                           + (f"held-out loss {held_out[0]:.3f}, accuracy {held_out[1]:.3f}, " if held_out else "")
+                           + f"{recent_tokens / recent_time:.0f} tokens/s")
                 plot_training_log(log_path, run_dir / "loss.png", title=f"MLM pretraining ({s['preset']})")
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
             if step % s["checkpoint_every"] == 0 or last_step:

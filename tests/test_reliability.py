@@ -389,3 +389,16 @@ def test_a_text_that_is_not_a_string_is_named(texts, pairs, split, expected):
     with pytest.raises(TypeError, match=expected):
         tokenizer(texts, pairs, is_split_into_words=split)
 
+
+# --------------------------------------------------------------- numbers that mislead
+
+def test_a_corpus_with_no_held_out_document_logs_no_held_out_loss(tiny_corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tiny_corpus)
+    (tiny_corpus / "one.txt").write_text(" ".join(WORDS * 3) + "\n")  # one document: nothing to hold out
+    mlm(tiny_corpus, f"--corpus={tiny_corpus / 'one.txt'}", "--batch_size=1", "--max_steps=2")
+    out = capsys.readouterr().out
+    assert "no held-out documents (1 document(s) in the corpus)" in out and "held-out loss 0.000" not in out
+    rows = [line.split(",") for line in (tiny_corpus / "run" / "log.csv").read_text().splitlines()]
+    eval_loss = rows[0].index("eval_loss")
+    assert [row[eval_loss] for row in rows[1:]] == ["", ""]
+    assert all(float(row[rows[0].index("train_loss")]) > 0 for row in rows[1:])
