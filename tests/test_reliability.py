@@ -3,14 +3,44 @@ before any work, and never destroy a run or run code from a file (issue 14).
 
 Each test builds its own tiny inputs in tmp_path; the scripts run at toy sizes."""
 
+import json
 import os
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from minibert.training import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from conftest import odd_config
+from minibert.config import BertConfig
+from minibert.embedder import SentenceEmbedder
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.training import SETTING_RULES, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from minibert.transformer_with_heads import TransformerWithHeads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train_embedder  # noqa: E402
+import train_mlm  # noqa: E402
+import train_mtl  # noqa: E402
+from test_mtl import write_fixture  # noqa: E402
+
+SCRIPTS = {"train_mlm": train_mlm, "train_embedder": train_embedder, "train_mtl": train_mtl}
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+
+
+def missing_inputs(script, tmp_path, *extra):
+    """Arguments that point every input at nothing: a run that gets past the run_dir gate
+    stops at its first read, so these tests cost no training."""
+    missing = tmp_path / "missing"
+    inputs = {"run_dir": tmp_path / "run", "out_dir": tmp_path / "run" / "model", "init": missing,
+              "data_dir": missing, "corpus": missing / "corpus.txt"}
+    return [f"--{key}={value}" for key, value in inputs.items() if key in SCRIPTS[script].DEFAULTS] + list(extra)
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -69,18 +99,6 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
 
 # ------------------------------------------------------------------ numeric settings
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import train_embedder  # noqa: E402
-import train_mlm  # noqa: E402
-import train_mtl  # noqa: E402
-
-from minibert.training import SETTING_RULES  # noqa: E402
-
-SCRIPTS = {"train_mlm": train_mlm, "train_embedder": train_embedder, "train_mtl": train_mtl}
-
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_numeric_setting_has_a_rule(script):
@@ -98,21 +116,14 @@ BAD_SETTINGS = ["--max_steps=-5", "--max_steps=0", "--batch_size=-4", "--batch_s
 @pytest.mark.parametrize("setting", BAD_SETTINGS)
 def test_a_number_out_of_range_is_refused_before_any_work(tmp_path, script, setting):
     """The inputs do not even exist: the setting must be refused before they are looked for."""
-    run_dir, missing = tmp_path / "run", tmp_path / "missing"
-    inputs = {"run_dir": run_dir, "init": missing, "data_dir": missing, "corpus": missing / "corpus.txt"}
-    args = [f"--{key}={value}" for key, value in inputs.items() if key in SCRIPTS[script].DEFAULTS]
     with pytest.raises(ValueError, match=setting.split("=")[0]) as error:
-        SCRIPTS[script].main([setting, *args])
+        SCRIPTS[script].main(missing_inputs(script, tmp_path, setting))
     assert "\n" not in str(error.value)
-    assert not run_dir.exists()
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5])
 def test_encode_refuses_a_batch_size_below_one(batch_size):
-    from conftest import odd_config
-    from minibert.embedder import SentenceEmbedder
-    from minibert.tokenizer import WordPieceTokenizer
-    from minibert.transformer_with_heads import TransformerWithHeads
     tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat"])
     embedder = SentenceEmbedder(TransformerWithHeads(odd_config(vocab_size=tokenizer.vocab_size)), tokenizer)
     assert embedder.encode(["a cat", "a"], batch_size=1).shape == (2, 32)
@@ -121,23 +132,6 @@ def test_encode_refuses_a_batch_size_below_one(batch_size):
 
 
 # ---------------------------------------------------------- run_dir: keep it, own it
-
-import json  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-
-from minibert.tokenizer import WordPieceTokenizer  # noqa: E402
-
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
-
-
-def missing_inputs(script, tmp_path, *extra):
-    """Arguments that point every input at nothing: a run that gets past the run_dir gate
-    stops at its first read, so these tests cost no training."""
-    missing = tmp_path / "missing"
-    inputs = {"run_dir": tmp_path / "run", "out_dir": tmp_path / "run" / "model", "init": missing,
-              "data_dir": missing, "corpus": missing / "corpus.txt"}
-    return [f"--{key}={value}" for key, value in inputs.items() if key in SCRIPTS[script].DEFAULTS] + list(extra)
 
 
 CHECKPOINT_NAME = {"train_mlm": "checkpoint.pt", "train_embedder": "checkpoint.pt", "train_mtl": "checkpoint_joint.pt"}
@@ -230,9 +224,6 @@ def test_overwrite_starts_afresh(tiny_corpus, monkeypatch):
 
 # ------------------------------------------------ resuming: the log and the wall time
 
-import shutil  # noqa: E402
-import time  # noqa: E402
-
 
 def test_a_resumed_run_logs_each_step_once(tiny_corpus, monkeypatch):
     """A kill after steps 3-4 were logged but before their checkpoint: the run resumes
@@ -248,7 +239,6 @@ def test_a_resumed_run_logs_each_step_once(tiny_corpus, monkeypatch):
 
 
 def test_multitask_log_and_wall_time_count_every_segment(tmp_path):
-    from test_mtl import write_fixture
     fixture = write_fixture(tmp_path / "data")
 
     def run(*extra):
@@ -336,8 +326,7 @@ def test_a_run_reuses_its_tokenizer_only_when_asked_the_same(tiny_corpus, monkey
     shutil.rmtree(tiny_corpus / "run" / "out")
     with pytest.raises(FileExistsError, match=r"holds a tokenizer trained otherwise \(vocab_size=80 \(asked 120\)\)"):
         mlm(tiny_corpus, "--vocab=none", "--vocab_size=120", "--max_steps=1")
-    import minibert.tokenizer
-    monkeypatch.setattr(minibert.tokenizer, "train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr("minibert.tokenizer.train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
     mlm(tiny_corpus, "--vocab=none", "--vocab_size=80", "--max_steps=1")  # the same settings: reused
     monkeypatch.undo()
     shutil.rmtree(tiny_corpus / "run" / "out")
@@ -365,8 +354,6 @@ def test_vocab_txt_is_written_atomically(tmp_path):
 # ------------------------------------------------------------ errors that name things
 
 def test_a_config_json_that_is_a_list_names_the_file(tmp_path):
-    from minibert.config import BertConfig
-    from minibert.transformer_with_heads import TransformerWithHeads
     (tmp_path / "config.json").write_text('[{"hidden_size": 128}]')
     with pytest.raises(ValueError, match=r"config.json holds a JSON list, not the object of settings"):
         TransformerWithHeads.from_pretrained(tmp_path)
