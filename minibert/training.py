@@ -196,7 +196,13 @@ def load_checkpoint(path, settings, may_change=()):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = str(error).strip()
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif message.startswith("Weights only load failed"):
+            reason = "it holds more than tensors and plain values, and unpickling the rest could run code"
+        else:  # the first sentence of torch's message: truncated, empty, not a checkpoint at all ...
+            reason = (message.splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise ValueError(f"{path} is not a checkpoint that loads as plain tensors ({reason}); it is damaged, "
                          f"or not one of ours. Start afresh with --overwrite=true") from None
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
