@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.finetuning_data import (LabelMap, arxiv10, encode_tagged, scierc, words_from_predictions)
 from minibert.heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, span_scores
@@ -42,9 +42,9 @@ from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
-                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
+                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
+                               set_learning_rate, set_rng_states, truncate_log, WallClock)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 STRATEGIES = ("frozen", "joint", "gradual", "gradnorm", "uncertainty", "separate", "mmoe")
@@ -87,6 +87,7 @@ DEFAULTS = dict(
     checkpoint_every=200,
     run_dir="runs/mtl",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",
     dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
@@ -358,7 +359,7 @@ class StepLosses(nn.Module):
 
 
 def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s, device, run_dir,
-                evaluate_dev, save_best, context, gradual=False):
+                evaluate_dev, save_best, context, clock, gradual=False):
     """The one training loop every strategy uses.
 
     task_loss(task, indices) -> that task's mean loss over those training examples.
@@ -368,7 +369,7 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
     Logs per-task losses and weights to run_dir/{phase}_log.csv (plotted to a PNG),
     evaluates on dev, calls save_best on improvement, checkpoints atomically, resumes.
     Under torchrun every rank runs this loop on its share of each batch; rank 0 alone
-    evaluates, logs and writes.
+    evaluates, logs and writes. clock: the run's WallClock, kept in the checkpoint.
     """
     checkpoint_path = run_dir / f"checkpoint_{phase}.pt"
     precision = Precision(s["dtype"], device)
@@ -385,8 +386,10 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
         set_rng_states(checkpoint["rng"])
         precision.load_state_dict(checkpoint.get("scaler"))
+        clock.load_state_dict(checkpoint["wall_clock"])
         if context.is_main:
             print(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
+            truncate_log(log_path, step)  # rows logged after the checkpoint come again
     elif context.is_main:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t}" for t in task_names],
@@ -400,7 +403,8 @@ def train_phase(phase, model, task_names, task_loss, batch_indices, data_count, 
             save_checkpoint(checkpoint_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
                 "best": best, "settings": s, "rng": rng_states(), "scaler": precision.state_dict(),
-                "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None})
+                "weighting": weighting.state_dict() if hasattr(weighting, "state_dict") else None,
+                "wall_clock": clock.state_dict()})
 
     def progress():
         return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
@@ -515,7 +519,9 @@ def make_weighting(s, model, task_names, context, device):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    check_settings(s)  # every number in range, before any work
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
@@ -526,8 +532,6 @@ def train(s, context, device):
     if s["strategy"] != "mmoe" and (s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]):
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    if s["uncertainty_lr"] < 0:
-        raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     Precision(s["dtype"], device)  # rejects a bad --dtype now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
@@ -539,7 +543,7 @@ def train(s, context, device):
     run_dir = Path(s["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s["seed"])
-    started = time.perf_counter()
+    clock = WallClock()  # the run's time, over all its segments if it is interrupted and resumed
     say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
@@ -612,9 +616,10 @@ def train(s, context, device):
             model.save_pretrained(best_dir)
             tokenizer.save_pretrained(best_dir)
 
-        phase_started = time.perf_counter()
+        clock.mark(phase)
         finished = train_phase(phase, model, task_names, task_loss, batch_indices, data_count, weighting, params, s,
-                               device, run_dir, evaluate_dev, save_best, context, gradual=s["strategy"] == "gradual")
+                               device, run_dir, evaluate_dev, save_best, context, clock,
+                               gradual=s["strategy"] == "gradual")
         if not finished:
             return None
         if not context.is_main:
@@ -622,7 +627,7 @@ def train(s, context, device):
         best = TransformerWithHeads.from_pretrained(best_dir).to(device)
         test = evaluate(best, data, label_maps, "test", device,
                         features and {t: {"test": features[t]["test"]} for t in features})
-        results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": time.perf_counter() - phase_started,
+        results["phases"][phase] = {"trainable_parameters": trainable, "wall_time_s": clock.since(phase),
                                     "test": test, "final_task_weights": weighting.current_weights()}
         if best.mixture is not None:
             usage = gate_usage(best, data, "dev", device)
@@ -632,7 +637,7 @@ def train(s, context, device):
                          title="mean gate weight on dev (row: task)")
     if not context.is_main:
         return None
-    results["wall_time_s"] = time.perf_counter() - started
+    results["wall_time_s"] = clock.total()
     results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
     results["test"] = {t: r[t] for r in (p["test"] for p in results["phases"].values()) for t in r}
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

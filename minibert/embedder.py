@@ -35,7 +35,10 @@ class SentenceEmbedder:
         tokenizer = WordPieceTokenizer.from_pretrained(directory)
         sbert_config = directory / "sentence_bert_config.json"
         if max_length is None and sbert_config.is_file():
-            max_length = json.loads(sbert_config.read_text()).get("max_seq_length")
+            settings = json.loads(sbert_config.read_text())
+            if not isinstance(settings, dict):
+                raise ValueError(f"{sbert_config} holds a JSON {type(settings).__name__}, not an object of settings")
+            max_length = settings.get("max_seq_length")
         return cls(model, tokenizer, max_length)
 
     @property

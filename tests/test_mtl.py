@@ -135,8 +135,8 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     run(fixture_dir, tmp_path / "straight", "--strategy=gradnorm")
     run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--stop_at_step=2")
     run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--resume=true")
-    a = torch.load(tmp_path / "straight" / "checkpoint_gradnorm.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "checkpoint_gradnorm.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint_gradnorm.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint_gradnorm.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
     for name in a["model"]:
         assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
@@ -147,7 +147,7 @@ def test_uncertainty_log_variances_take_their_own_learning_rate(fixture_dir, tmp
     moved = {}
     for name, extra in (("network_rate", []), ("own_rate", ["--uncertainty_lr=0.1"])):
         run(fixture_dir, tmp_path / name, "--strategy=uncertainty", *extra)
-        checkpoint = torch.load(tmp_path / name / "checkpoint_uncertainty.pt", weights_only=False)
+        checkpoint = torch.load(tmp_path / name / "checkpoint_uncertainty.pt", weights_only=True)
         *network, variances = checkpoint["optimizer"]["param_groups"]
         assert variances["lr"] == pytest.approx((0.1 if extra else 1e-3) / 1e-3 * network[0]["lr"])
         assert variances["weight_decay"] == 0.0
