@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Real datasets live beside the project, never inside it.
 export MINIBERT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow demo bench notebooks mtl-experiment clean
+.PHONY: install test test-slow demo bench gpu-check notebooks mtl-experiment clean
 
 install: $(VENV)/.installed
 
@@ -40,7 +40,15 @@ demo: install
 
 bench: install
 	$(PY) bench/bench_mlm_step.py
+	$(PY) bench/bench_encode.py
 	$(PY) bench/bench_tokenizer.py
+
+# On a CUDA machine, at most ~8 minutes: parity, every script and strategy in bfloat16,
+# torchrun with NCCL, and the GPU benchmarks (bench/gpu_check.py says how to carry the data).
+# It uses the project's venv where there is one, else the machine's python3 (PYTHONPATH=.).
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py
 
 # Run the notebooks top to bottom and store them with their outputs.
 notebooks: install

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
 from minibert.embedder import SentenceEmbedder
 from minibert.heads import SentenceEmbeddingHead
@@ -31,9 +31,10 @@ from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
-                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+from minibert.tokenizer_trainer import read_lines
+from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
+                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
+                               set_learning_rate, set_rng_states, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -59,6 +60,7 @@ DEFAULTS = dict(
     run_dir="runs/embedder",
     out_dir="runs/embedder/model",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",
     dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
@@ -111,7 +113,9 @@ def gather_rows(tensor, context):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    check_settings(s)  # every number in range, before any work
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
@@ -133,7 +137,7 @@ def train(s, context, device):
     if s["objective"] == "simcse":
         source = Path(s["sentences"]) if s["sentences"] else data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])
         if s["sentences"]:
-            lines = [l.strip() for l in open(source, encoding="utf-8") if l.strip()][:s["max_sentences"]]
+            lines = [l.strip() for l in read_lines([source]) if l.strip()][:s["max_sentences"]]
         else:
             lines = arxiv_sentences(source, s["max_sentences"])
         if len(lines) < s["batch_size"]:
@@ -190,6 +194,8 @@ def train(s, context, device):
             csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+    elif context.is_main:
+        truncate_log(log_path, step)  # rows logged after the checkpoint come again
 
     def write_checkpoint():
         if not context.is_main:

@@ -13,7 +13,6 @@ read it top to bottom, set a breakpoint anywhere.
 
 import csv
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,25 +21,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
 from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
-from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
-from minibert.tokenizer import WordPieceTokenizer, train_tokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
-                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
+from minibert.tokenizer import WordPieceTokenizer, train_or_reuse_tokenizer
+from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
+                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
+                               set_learning_rate, set_rng_states, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
     # data
     data_dir=None,            # folder holding pretraining/arxiv_abstracts.txt (else $MINIBERT_DATA, ../shared/data)
     corpus=None,              # comma-separated text files, one document a line (default: the arXiv corpus)
-    corpus_lines=0,           # use only the first N documents (0 = all); the cache is per slice
+    corpus_lines=0,           # use only the first N documents, counted over all files (0 = all)
+    errors="strict",          # bytes in the corpus that are not UTF-8: strict (stop, naming the line) | replace | ignore
     held_out_fraction=0.01,   # documents kept aside for evaluation
     max_seq_len=128,
     # tokenizer
@@ -72,6 +72,7 @@ DEFAULTS = dict(
     run_dir="runs/mlm",
     out_dir="base-transformer",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",            # auto | cpu | cuda | mps
     dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
@@ -103,13 +104,17 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device, precisi
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    check_settings(s)  # every number in range, before any work
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
     if s["masking"] not in Masker.STRATEGIES:
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
+    if s["errors"] not in ("strict", "replace", "ignore"):
+        raise ValueError(f"--errors must be strict, replace or ignore, got {s['errors']!r}")
     learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     precision = Precision(s["dtype"], device)  # rejects a bad --dtype now
     if s["threads"]:
@@ -124,37 +129,28 @@ def train(s, context, device):
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p) for p in s["corpus"].split(",")] if s["corpus"] else \
         [data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])]
-    if s["corpus_lines"] and context.is_main:
-        # A slice of the corpus is its own small file under .cache, so its tokens cache apart.
-        slice_path = Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"
-        if not slice_path.is_file():
-            slice_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(corpus_files[0], encoding="utf-8") as f, open(slice_path.with_suffix(".tmp"), "w") as out:
-                for _, line in zip(range(s["corpus_lines"]), f):
-                    out.write(line)
-            os.replace(slice_path.with_suffix(".tmp"), slice_path)
-    if s["corpus_lines"]:
-        distributed.barrier(context)  # the others wait until rank 0 has written the slice
-        corpus_files = [Path(".cache") / "corpus_slices" / f"{corpus_files[0].stem}.first{s['corpus_lines']}.txt"]
+    if s["corpus_lines"]:  # the slice is its own file under .cache, named by its content
+        slice_path = corpus_slice(corpus_files, s["corpus_lines"], errors=s["errors"]) if context.is_main else None
+        corpus_files = [distributed.broadcast_object(slice_path, context)]
     tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
     if s["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
         raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
-    if not (tokenizer_dir / "vocab.txt").is_file() and context.is_main:
-        print(f"training a WordPiece vocabulary of {s['vocab_size']} on {[str(p) for p in corpus_files]}")
-        tokenizer = train_tokenizer(corpus_files, vocab_size=s["vocab_size"])
-        tokenizer.save_pretrained(tokenizer_dir)
+    if not s["vocab"] and context.is_main:  # the run's own vocabulary, trained once for its corpus and size
+        train_or_reuse_tokenizer(tokenizer_dir, corpus_files, s["vocab_size"], s["errors"], retrain=s["overwrite"])
     distributed.barrier(context)
     tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
     if context.is_main:  # rank 0 tokenizes and caches the corpus; the others then read the cache
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
     distributed.barrier(context)
     if not context.is_main:
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer)
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
     train_docs, held_out_docs = corpus.split(s["held_out_fraction"], seed=s["seed"])
     train_sequences = train_docs.sequences(s["max_seq_len"])
     held_out_sequences = held_out_docs.sequences(s["max_seq_len"])
     say(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
           f"sequences, held out {len(held_out_sequences):,} (max_seq_len {s['max_seq_len']})")
+    if len(held_out_sequences) == 0:  # a loss over nothing would read 0.000, which looks like a perfect model
+        say(f"no held-out documents ({len(corpus)} document(s) in the corpus): no held-out loss is measured")
 
     # ---- model and optimiser ----
     config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
@@ -185,6 +181,8 @@ def train(s, context, device):
     if context.is_main and (checkpoint is None or not log_path.is_file()):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(columns)
+    elif context.is_main:
+        truncate_log(log_path, step)  # rows logged after the checkpoint come again
     tokens_seen = checkpoint["tokens"] if checkpoint else 0
 
     def write_checkpoint():
@@ -219,10 +217,12 @@ def train(s, context, device):
             loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU per micro-step
             for micro, mine in enumerate(micro_steps):  # mine: this rank's rows of this micro-step
                 count = int((labels[mine] != -100).sum())
+                # Most pieces fill max_seq_len: with no padding no mask is needed, and a GPU can
+                # then run its fastest attention kernel (decided here, on the host, for free).
+                mask = None if attention_mask[mine].all() else attention_mask[mine].to(device)
                 with distributed.sync_context(train_model, micro == len(micro_steps) - 1):
                     with precision.autocast():
-                        loss, _ = train_model(masked_ids[mine].to(device), attention_mask[mine].to(device), head="mlm",
-                                              labels=labels[mine].to(device))
+                        loss, _ = train_model(masked_ids[mine].to(device), mask, head="mlm", labels=labels[mine].to(device))
                     precision.backward(loss * distributed.share(count, global_count, context))
                 loss_sum += loss.detach().float() * count
             loss = distributed.mean_over_ranks(loss_sum, context) * context.world_size / global_count
@@ -243,14 +243,16 @@ def train(s, context, device):
 
             last_step = progress() >= 1.0 or step == s["stop_at_step"]
             if (step % s["eval_every"] == 0 or last_step) and context.is_main:
-                eval_loss, eval_accuracy = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device,
-                                                    precision)
+                held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device, precision) \
+                    if len(held_out_sequences) else None
                 row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
-                       f"{eval_loss:.4f}", f"{eval_accuracy:.4f}", f"{recent_tokens / recent_time:.0f}"]
+                       *([f"{held_out[0]:.4f}", f"{held_out[1]:.4f}"] if held_out else ["", ""]),
+                       f"{recent_tokens / recent_time:.0f}"]
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow(row)
-                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, held-out loss {eval_loss:.3f}, "
-                           f"accuracy {eval_accuracy:.3f}, {recent_tokens / recent_time:.0f} tokens/s")
+                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, "
+                           + (f"held-out loss {held_out[0]:.3f}, accuracy {held_out[1]:.3f}, " if held_out else "")
+                           + f"{recent_tokens / recent_time:.0f} tokens/s")
                 plot_training_log(log_path, run_dir / "loss.png", title=f"MLM pretraining ({s['preset']})")
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
             if step % s["checkpoint_every"] == 0 or last_step:

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed
+from minibert import distributed, run_folder
 from minibert.mixture import gate_usage
 from minibert.overrides import parse_overrides
 from minibert.plots import plot_heatmap, plot_training_log
@@ -34,9 +34,9 @@ from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tasks import Features, builtin_tasks, parse_per_task, read_task_file
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, dropout_overrides, learning_rate_at, load_checkpoint,
-                               optimizer_groups, rng_states, run_progress, save_checkpoint, set_learning_rate,
-                               set_rng_states)
+from minibert.training import (RESUMABLE, Precision, ProgressBar, WallClock, check_settings, dropout_overrides,
+                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
+                               save_checkpoint, set_learning_rate, set_rng_states, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 
@@ -100,6 +100,7 @@ DEFAULTS = dict(
     checkpoint_every=200,
     run_dir="runs/mtl",
     resume=False,
+    overwrite=False,          # true: start afresh, deleting the earlier run in run_dir (see minibert/run_folder.py)
     seed=1337,
     device="auto",
     dtype="auto",             # auto (bfloat16 on a CUDA card that has it, else float32) | float32 | bfloat16 | float16
@@ -159,7 +160,9 @@ class TaskLosses(nn.Module):
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    return distributed.launch(train, s)  # one process, or one of torchrun's
+    check_settings(s)  # every number in range, before any work
+    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, s)  # one process, or one of torchrun's
 
 
 def train(s, context, device):
@@ -174,8 +177,6 @@ def train(s, context, device):
     elif s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    if s["uncertainty_lr"] < 0:
-        raise ValueError(f"--uncertainty_lr must be >= 0 (0: the network's learning rate), got {s['uncertainty_lr']}")
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     Precision(s["dtype"], device)  # rejects a bad --dtype now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
@@ -186,7 +187,7 @@ def train(s, context, device):
         torch.set_num_threads(s["threads"])
     run_dir = Path(s["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    clock = WallClock()  # the run's time, over all its segments if it is interrupted and resumed
     say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- tasks ----
@@ -213,7 +214,6 @@ def train(s, context, device):
     results = {"settings": s, "phases": {}}
     for group in ([[task] for task in tasks] if strategy.model_per_task else [tasks]):
         phase = f"separate_{group[0].name}" if strategy.model_per_task else s["strategy"]
-        phase_started = time.perf_counter()
         # The new heads of every phase start from the seed, whatever ran before: the same
         # initialisation in one process and on every rank of several.
         torch.manual_seed(s["seed"])
@@ -266,6 +266,7 @@ def train(s, context, device):
         precision = Precision(s["dtype"], device)
 
         step, elapsed, best = 0, 0.0, -1.0
+        clock.mark(phase)
         if s["resume"] and checkpoint_path.is_file():
             checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE)
             model.load_state_dict(checkpoint["model"])
@@ -274,7 +275,10 @@ def train(s, context, device):
             step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
             set_rng_states(checkpoint["rng"])
             precision.load_state_dict(checkpoint.get("scaler"))
+            clock.load_state_dict(checkpoint["wall_clock"])
             say(f"{phase}: resumed at step {step} ({context.world_size} process(es) now)")
+            if context.is_main:
+                truncate_log(log_path, step)  # rows logged after the checkpoint come again
         elif context.is_main:
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t.name}" for t in group],
@@ -287,7 +291,7 @@ def train(s, context, device):
                 save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "elapsed": elapsed, "best": best, "settings": s, "rng": rng_states(),
-                    "scaler": precision.state_dict(), "weighting": weighting.state_dict()})
+                    "scaler": precision.state_dict(), "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
 
         def progress():
             return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
@@ -386,7 +390,7 @@ def train(s, context, device):
             continue
         best_model = TransformerWithHeads.from_pretrained(best_dir).to(device)
         results["phases"][phase] = {
-            "trainable_parameters": trainable, "wall_time_s": time.perf_counter() - phase_started,
+            "trainable_parameters": trainable, "wall_time_s": clock.since(phase),
             "test": {t.name: t.evaluate(best_model, "test", features and features[t.name]["test"]) for t in group},
             "final_task_weights": weighting.current_weights()}
         if best_model.mixture is not None:
@@ -397,7 +401,7 @@ def train(s, context, device):
                          title="mean gate weight on dev (row: task)")
     if not context.is_main:
         return None
-    results["wall_time_s"] = time.perf_counter() - started
+    results["wall_time_s"] = clock.total()
     results["trainable_parameters"] = sum(p["trainable_parameters"] for p in results["phases"].values())
     results["test"] = {name: metrics for p in results["phases"].values() for name, metrics in p["test"].items()}
     results["unseen_labels"] = {task.name: task.unseen for task in tasks}  # dev/test labels training never had

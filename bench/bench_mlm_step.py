@@ -1,11 +1,17 @@
 """Training throughput of one MLM step: minibert vs transformers.BertForMaskedLM (sdpa).
 
-Both models get the same config, the same batch (15% of positions labelled) and an AdamW
-step. They are timed alternately in this one process, so that whatever else the machine
-is doing slows both alike; the ratio is the figure to read.
+Both models get the same config, the same batch (15% of positions labelled), the same
+autocast dtype and a fused AdamW step (on a GPU). They are timed alternately in this one
+process, so that whatever else the machine is doing slows both alike; the ratio is the
+figure to read. On a GPU it also prints the model FLOPs utilisation (MFU): the FLOPs the
+step needs (6 per parameter per token for the matrix products, plus attention, plus the
+MLM decoder at the masked positions) over the card's dense peak for the dtype.
 
-    python bench/bench_mlm_step.py                      # mini preset, batch 16 x 128
+    python bench/bench_mlm_step.py                      # mini preset, batch 16 x 128, CPU
     python bench/bench_mlm_step.py --preset=tiny --steps=3
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --preset=base --batch_size=128
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true   # minibert compiled
+    python bench/bench_mlm_step.py --device=cuda --profile=true   # where minibert's step spends its time
 """
 
 import argparse
@@ -16,7 +22,13 @@ import torch
 
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
+from minibert.training import DTYPES, Precision, pick_device
 from minibert.transformer_with_heads import TransformerWithHeads
+
+# Dense (no sparsity) peak FLOP/s of the matrix units, from the vendors' data sheets.
+PEAK_FLOPS = {("H100", torch.bfloat16): 989e12, ("H100", torch.float16): 989e12, ("H100", torch.float32): 67e12,
+              ("H200", torch.bfloat16): 989e12, ("H200", torch.float16): 989e12, ("H200", torch.float32): 67e12,
+              ("A100", torch.bfloat16): 312e12, ("A100", torch.float16): 312e12, ("A100", torch.float32): 19.5e12}
 
 
 def make_batch(config, batch_size, seq_len, mask_rate, seed=0):
@@ -29,6 +41,24 @@ def make_batch(config, batch_size, seq_len, mask_rate, seed=0):
     return input_ids, torch.ones_like(input_ids), labels
 
 
+def step_flops(config, batch_size, seq_len, masked):
+    """FLOPs of one training step (forward + backward = 3 x forward), counting matrix
+    products only: 2 per multiply-add."""
+    H, I, L, T, V = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, seq_len,
+                     config.vocab_size)
+    tokens = batch_size * seq_len
+    per_token_layer = 2 * (4 * H * H + 2 * H * I) + 2 * 2 * T * H  # projections, feed-forward, QK^T and AV
+    head = masked * 2 * (H * H + H * V)  # transform and decoder, at the masked positions only
+    return 3 * (tokens * L * per_token_layer + head)
+
+
+def peak_flops(device, dtype):
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((value for (card, kind), value in PEAK_FLOPS.items() if card in name and kind == dtype), None)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mini")
@@ -37,9 +67,16 @@ def main():
     parser.add_argument("--steps", type=int, default=8, help="timed steps per model, alternating")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="autocast dtype of both models")
+    parser.add_argument("--compile", default="false", choices=["true", "false"], help="torch.compile minibert's model")
+    parser.add_argument("--profile", default="false", choices=["true", "false"],
+                        help="print the top operations of one minibert step (torch.profiler)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    precision = Precision(args.dtype, device)
 
     from transformers import BertConfig as ReferenceConfig, BertForMaskedLM
 
@@ -50,39 +87,70 @@ def main():
     reference_config = ReferenceConfig(**{k: v for k, v in config.to_dict().items() if k != "fused_attention"})
     reference = BertForMaskedLM(reference_config)
     reference.config._attn_implementation = "sdpa"
-    ours.train(), reference.train()
+    ours.to(device).train(), reference.to(device).train()
+    if args.compile == "true":
+        ours.compile()
     input_ids, attention_mask, labels = make_batch(config, args.batch_size, args.seq_len, 0.15)
+    # As train_mlm.py does: a batch without padding needs no mask (decided on the host).
+    our_mask = None if attention_mask.all() else attention_mask.to(device)
+    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+    fused = device.type == "cuda"
 
     def step_ours(optimizer):
-        loss, _ = ours(input_ids, attention_mask, head="mlm", labels=labels)
+        with precision.autocast():
+            loss, _ = ours(input_ids, our_mask, head="mlm", labels=labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     def step_reference(optimizer):
-        loss = reference(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        with precision.autocast():
+            loss = reference(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    runs = {"minibert": (step_ours, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
-            "transformers": (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4))}
+    runs = {"minibert": (step_ours, torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=fused)),
+            "transformers": (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4, fused=fused))}
     times = {name: [] for name in runs}
     for i in range(args.warmup + args.steps):
         for name, (step, optimizer) in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             start = time.perf_counter()
             step(optimizer)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
 
     tokens = args.batch_size * args.seq_len
-    print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} "
-          f"threads={torch.get_num_threads()} steps={args.steps} (median step time)")
+    flops = step_flops(config, args.batch_size, args.seq_len, int((labels != -100).sum()))
+    peak = peak_flops(device, precision.dtype)
+    card = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} device={device}{card} "
+          f"dtype={args.dtype} compile={args.compile} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"steps={args.steps} (median step time)")
     rate = {}
     for name, values in times.items():
-        rate[name] = tokens / statistics.median(values)
-        print(f"  {name:13s} {rate[name]:8.0f} tokens/s   ({statistics.median(values) * 1000:.0f} ms/step)")
+        seconds = statistics.median(values)
+        rate[name] = tokens / seconds
+        mfu = f", MFU {flops / seconds / peak:.1%}" if peak else ""
+        print(f"  {name:13s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
     print(f"  ratio minibert / transformers: {rate['minibert'] / rate['transformers']:.2f}x")
+
+    if args.profile == "true":
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        for name, (step, optimizer) in runs.items():
+            with profile(activities=activities) as profiler:
+                for _ in range(3):
+                    step(optimizer)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+            print(f"profile of 3 {name} steps, by {sort_by}:")
+            print(profiler.key_averages().table(sort_by=sort_by, row_limit=15, max_name_column_width=50))
 
 
 if __name__ == "__main__":

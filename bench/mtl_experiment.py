@@ -134,9 +134,10 @@ def run_all(s):
         started = time.perf_counter()
         print(f"[{index}/{len(runs)}] {run['name']} ...", flush=True)
         with open(run_dir / "train_mtl.log", "w") as log:
-            # --resume: a run killed mid-way continues from its last checkpoint
-            finished = subprocess.run(command(s, run, run_dir) + ["--resume=true"], stdout=log,
-                                      stderr=subprocess.STDOUT)
+            # A run killed mid-way continues from its last checkpoint; one killed before its
+            # first checkpoint has nothing to keep, and starts afresh.
+            again = "--resume=true" if any(run_dir.glob("checkpoint*.pt")) else "--overwrite=true"
+            finished = subprocess.run(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
         if finished.returncode != 0:
             raise RuntimeError(f"{run['name']} failed (exit {finished.returncode}); see {run_dir / 'train_mtl.log'}")
         print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)

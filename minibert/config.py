@@ -111,4 +111,7 @@ class BertConfig:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); fix or re-save the config") from e
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} holds a JSON {type(d).__name__}, not the object of settings a config.json "
+                             "is ({\"hidden_size\": ..., ...}); fix or re-save the config")
         return cls.from_dict(d)

@@ -35,14 +35,17 @@ class SentenceEmbedder:
         tokenizer = WordPieceTokenizer.from_pretrained(directory)
         sbert_config = directory / "sentence_bert_config.json"
         if max_length is None and sbert_config.is_file():
-            max_length = json.loads(sbert_config.read_text()).get("max_seq_length")
+            settings = json.loads(sbert_config.read_text())
+            if not isinstance(settings, dict):
+                raise ValueError(f"{sbert_config} holds a JSON {type(settings).__name__}, not an object of settings")
+            max_length = settings.get("max_seq_length")
         return cls(model, tokenizer, max_length)
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, sentences, batch_size=32, normalize=True, show_progress=False):
         """-> numpy array (N, H) of float32, one row per sentence, in the order given.
 
@@ -69,11 +72,12 @@ class SentenceEmbedder:
             from tqdm import tqdm
             starts = tqdm(starts, desc="encoding", unit="batch")
         for start in starts:
-            rows = [torch.tensor(token_ids[i]) for i in order[start:start + batch_size]]
+            rows = [token_ids[i] for i in order[start:start + batch_size]]
+            T = len(rows[-1])  # sorted: the last row is the longest
+            input_ids = torch.tensor([row + [self.tokenizer.pad_token_id] * (T - len(row)) for row in rows])  # (b, T)
             lengths = torch.tensor([len(row) for row in rows])
-            input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id)
-            attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (b, T)
-            all_same_length = bool(lengths.min() == lengths.max())
+            attention_mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # (b, T)
+            all_same_length = len(rows[0]) == T
             hidden_states = self.model.get_encoder_output(
                 input_ids.to(self.device), None if all_same_length else attention_mask.to(self.device))  # (b, T, H)
             pooled = mean_pool(hidden_states.float(), attention_mask.to(self.device))  # (b, H), in float32

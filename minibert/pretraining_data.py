@@ -14,12 +14,16 @@
 
 import functools
 import hashlib
+import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from .tokenizer_trainer import read_lines
 
 CACHE_VERSION = 1
 
@@ -34,14 +38,34 @@ def file_digest(paths, extra=b""):
     return digest.hexdigest()[:16]
 
 
-def read_documents(paths):
-    """Yield the non-empty lines of the corpus files, one document each."""
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    yield line
+def read_documents(paths, errors="strict"):
+    """Yield the non-empty lines of the corpus files, one document each. Bytes that are not
+    UTF-8 stop the reading with an error naming the file and line (see read_lines), unless
+    errors is "replace" or "ignore"."""
+    for line in read_lines(paths, errors):
+        line = line.strip()
+        if line:
+            yield line
+
+
+def corpus_slice(paths, documents, cache_dir=".cache/corpus_slices", errors="strict"):
+    """The first `documents` documents of the corpus files, taken in order across them, as
+    one file in `cache_dir` named by the hash of its text: another corpus, an edited file or
+    another count gives another file, so a slice is never read stale."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    tmp = cache_dir / f"slice.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            for document in itertools.islice(read_documents(paths, errors), documents):
+                out.write(document + "\n")
+                digest.update(document.encode("utf-8") + b"\n")
+        path = cache_dir / f"{digest.hexdigest()[:16]}.txt"
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a reading error leaves nothing half-written behind
+    return path
 
 
 class TokenizedCorpus:
@@ -57,8 +81,9 @@ class TokenizedCorpus:
         return self.ids[self.starts[index]:self.starts[index + 1]]
 
     @classmethod
-    def build(cls, paths, tokenizer, cache_dir=".cache/corpus", vocab_path=None):
-        """Tokenize `paths` with `tokenizer`, or load the cached result."""
+    def build(cls, paths, tokenizer, cache_dir=".cache/corpus", vocab_path=None, errors="strict"):
+        """Tokenize `paths` with `tokenizer`, or load the cached result. The cache is keyed by
+        the files' bytes, the vocabulary and how non-UTF-8 bytes are read (`errors`)."""
         paths = [Path(p) for p in paths]
         for path in paths:
             if not path.is_file():
@@ -66,7 +91,7 @@ class TokenizedCorpus:
                                         "folder holding pretraining/arxiv_abstracts.txt, or pass --corpus)")
         vocab_bytes = "\n".join(tokenizer.ids_to_tokens[i] for i in range(tokenizer.vocab_size)).encode()
         key = file_digest(paths, extra=vocab_bytes + json.dumps(
-            [CACHE_VERSION, tokenizer.do_lower_case, [p.name for p in paths]]).encode())
+            [CACHE_VERSION, tokenizer.do_lower_case, [p.name for p in paths], errors]).encode())
         cache = Path(cache_dir) / key
         if (cache / "done").is_file():
             return cls.load(cache)
@@ -75,7 +100,7 @@ class TokenizedCorpus:
         total_bytes = sum(p.stat().st_size for p in paths)
         ids, starts, written = [], [0], 0
         with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizing corpus") as bar:
-            for document in read_documents(paths):
+            for document in read_documents(paths, errors):
                 token_ids = tokenizer.encode(document, add_special_tokens=False)
                 ids.append(np.asarray(token_ids, dtype=dtype))
                 written += len(token_ids)

@@ -26,6 +26,7 @@ learns a vocabulary (minibert/tokenizer_trainer.py) and saves it.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ CONTINUATION_PREFIX = "##"
 MAX_INPUT_CHARS_PER_WORD = 100
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
+TRAINING_RECORD = "trained_with.json"  # how a run's vocabulary was trained: reused only for the same
 
 # Rust's WordPiece decoder tidies the space before these when it joins pieces.
 _DECODE_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
@@ -187,6 +189,9 @@ class WordPieceTokenizer:
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise ValueError(f"{config_path}: not valid JSON ({error}); fix or delete it "
                                  f"(do_lower_case then defaults to true).") from None
+            if not isinstance(config, dict):
+                raise ValueError(f"{config_path}: holds a JSON {type(config).__name__}, not an object of settings; "
+                                 f"fix or delete it (do_lower_case then defaults to true).")
             if config.get("tokenize_chinese_chars", True) is not True:
                 raise ValueError(f"{config_path}: tokenize_chinese_chars=false is not supported")
             if config.get("strip_accents") not in (None, config.get("do_lower_case", True)):
@@ -201,13 +206,12 @@ class WordPieceTokenizer:
         and a tokenizer_config.json that `transformers.AutoTokenizer` also understands."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / VOCAB_FILE, "w", encoding="utf-8", newline="\n") as file:
-            file.writelines(token + "\n" for token in self.ids_to_tokens)
+        write_atomically(directory / VOCAB_FILE, "".join(token + "\n" for token in self.ids_to_tokens))
         config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.do_lower_case,
                   "strip_accents": None, "tokenize_chinese_chars": True, "model_max_length": self.model_max_length,
                   "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                   "mask_token": "[MASK]"}
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_atomically(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     # -------------------------------------------------------------------------- encoding
 
@@ -324,6 +328,15 @@ class WordPieceTokenizer:
         if truncation and max_length < n_special:
             raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
 
+        for name, batch in (("texts", texts), ("text_pairs", text_pairs or [])):
+            for index, text in enumerate(batch):
+                if is_split_into_words:
+                    if isinstance(text, str) or not all(isinstance(word, str) for word in text):
+                        raise TypeError(f"{name}[{index}] is {text!r}; with is_split_into_words=True each must be "
+                                        f"a list of words (strings)")
+                elif not isinstance(text, str):
+                    raise TypeError(f"{name}[{index}] is {text!r}; each text must be a string")
+
         rows = []
         for index, text in enumerate(texts):
             first = self._encode_sequence(text, is_split_into_words)
@@ -423,6 +436,17 @@ def _as_id_list(ids, vocab_size: int) -> list[int]:
     return ids
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file, then rename it: a crash mid-write leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------- training
 
 
@@ -439,7 +463,47 @@ def train_tokenizer(files, vocab_size: int = 30522, min_frequency: int = 2, limi
                                special_tokens=SPECIAL_TOKENS, algorithm=algorithm, do_lower_case=do_lower_case,
                                show_progress=show_progress)
     vocab = trainer.train(files, errors=errors)
+    # The trainer keeps every special token and character (as the Rust one does), so a
+    # vocab_size below their number would silently give a larger vocabulary than asked.
+    if len(vocab) > vocab_size:
+        raise ValueError(f"--vocab_size={vocab_size} is below the {len(vocab)} tokens this text needs before any "
+                         f"merge (the special tokens and the alphabet, bare and ##): ask for at least {len(vocab)}")
     return WordPieceTokenizer(vocab, do_lower_case=do_lower_case)
+
+
+def train_or_reuse_tokenizer(directory, files, vocab_size: int, errors: str = "strict",
+                             retrain: bool = False) -> WordPieceTokenizer:
+    """The tokenizer saved in `directory` if it was trained on the same text with the same
+    settings (its trained_with.json says so); else one trained on `files` and saved there.
+    A directory holding a tokenizer trained otherwise is an error unless `retrain`: reusing
+    it would silently ignore the --vocab_size or --corpus asked for."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+    wanted = {"vocab_size": vocab_size, "errors": errors, "corpus_sha256": digest.hexdigest()}
+    if (directory / VOCAB_FILE).is_file() and not retrain:
+        try:
+            recorded = json.loads((directory / TRAINING_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if recorded == wanted:
+            return WordPieceTokenizer.from_pretrained(directory)
+        if not isinstance(recorded, dict):
+            differences = f"no {TRAINING_RECORD} says how it was trained"
+        else:
+            differences = ", ".join(
+                ("on other text" if key == "corpus_sha256" else f"{key}={recorded.get(key)!r} (asked {value!r})")
+                for key, value in wanted.items() if recorded.get(key) != value)
+        raise FileExistsError(f"{directory} holds a tokenizer trained otherwise ({differences}): use another "
+                              f"--run_dir, or --overwrite=true to train a new one")
+    print(f"training a WordPiece vocabulary of {vocab_size} on {[str(p) for p in files]}")
+    tokenizer = train_tokenizer(files, vocab_size=vocab_size, errors=errors)
+    tokenizer.save_pretrained(directory)
+    write_atomically(directory / TRAINING_RECORD, json.dumps(wanted, indent=2) + "\n")
+    return tokenizer
 
 
 def main(argv=None) -> None:

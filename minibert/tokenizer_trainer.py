@@ -75,7 +75,7 @@ def read_lines(files, errors: str = "strict") -> Iterator[str]:
         raise ValueError(f"errors={errors!r}: use 'strict', 'replace' or 'ignore'")
     for path in files:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such file to train the tokenizer on")
+            raise FileNotFoundError(f"{path}: no such file to read")
         offset = 0
         with open(path, "rb") as file:
             for line_number, raw_line in enumerate(file, start=1):
@@ -84,8 +84,8 @@ def read_lines(files, errors: str = "strict") -> Iterator[str]:
                 except UnicodeDecodeError as error:
                     raise ValueError(
                         f"{path}: not valid UTF-8 at byte offset {offset + error.start} (line {line_number}): "
-                        f"{error.reason}. Convert the file to UTF-8, or pass errors='replace' (or --errors replace) "
-                        f"to replace bad bytes, errors='ignore' to drop them.") from None
+                        f"{error.reason}. Convert the file to UTF-8, or pass --errors=replace (errors='replace' in "
+                        f"Python) to replace bad bytes, --errors=ignore to drop them.") from None
                 offset += len(raw_line)
 
 

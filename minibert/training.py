@@ -5,9 +5,55 @@ scripts (train_mlm.py, train_embedder.py, train_mtl.py), flat and readable."""
 import math
 import os
 import random
+import time
 
 import numpy as np
 import torch
+
+
+# What each numeric setting of the three scripts may be, declared once: a setting of the
+# same name means the same thing in every script. tests/test_reliability.py checks that
+# every numeric setting in a script's DEFAULTS has its rule here.
+RANGES = {
+    ">= 0": lambda value: value >= 0,
+    ">= 1": lambda value: value >= 1,
+    ">= 3": lambda value: value >= 3,  # a sequence length: [CLS], one token, [SEP]
+    "> 0": lambda value: value > 0,
+    "in [0, 1)": lambda value: 0 <= value < 1,
+    "in (0, 1]": lambda value: 0 < value <= 1,
+}
+SETTING_RULES = {
+    # data
+    "corpus_lines": ">= 0", "held_out_fraction": "in [0, 1)", "max_seq_len": ">= 3", "max_sentences": ">= 1",
+    "eval_limit": ">= 0", "test_limit": ">= 0", "cls_max_length": ">= 3",
+    "ner_max_length": ">= 3", "vocab_size": ">= 1",
+    # model and objective
+    "dropout": "in [0, 1)", "mask_rate": "in (0, 1]", "temperature": "> 0", "cosent_scale": "> 0",
+    "experts": ">= 1", "expert_layers": ">= 1", "top_k": ">= 0", "balance_weight": ">= 0",
+    # optimisation
+    "batch_size": ">= 1", "accumulation_steps": ">= 1", "learning_rate": "> 0", "head_learning_rate": "> 0",
+    "weight_decay": ">= 0", "beta1": "in [0, 1)", "beta2": "in [0, 1)", "grad_clip": "> 0",
+    "warmup_fraction": "in [0, 1)", "max_steps": ">= 1", "max_minutes": ">= 0", "stop_at_step": ">= 0",
+    "unfreeze_every": ">= 1", "gradnorm_alpha": ">= 0", "gradnorm_lr": "> 0", "uncertainty_lr": ">= 0",
+    # bookkeeping
+    "eval_every": ">= 1", "eval_batches": ">= 1", "checkpoint_every": ">= 1", "seed": ">= 0", "threads": ">= 0",
+}
+
+
+def check_settings(settings, rules=SETTING_RULES):
+    """Stop at the first numeric setting outside its range, with one line naming it, before
+    any work starts: --max_steps=-5 would never end, --batch_size=0 divide by zero.
+    An optional number (--dropout, none by default) is checked when it is given."""
+    for key, value in settings.items():
+        if key not in rules or value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"--{key} expects a number (or none), got {value!r}") from None
+        if not math.isfinite(value) or not RANGES[rules[key]](value):
+            raise ValueError(f"--{key} must be {rules[key]}, got {settings[key]!r}")
 
 
 def pick_device(name="auto"):
@@ -65,7 +111,14 @@ def set_learning_rate(optimizer, lr):
 
 
 def rng_states():
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator's state, as tensors and plain numbers only: a checkpoint must
+    load with torch.load(weights_only=True), which never runs code from the file."""
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss = random.getstate()
+    states = {"torch": torch.get_rng_state(),
+              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+              "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": gauss}}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -73,8 +126,11 @@ def rng_states():
 
 def set_rng_states(states):
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"].tolist()), python_state["gauss"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -86,14 +142,73 @@ def save_checkpoint(path, checkpoint):
     os.replace(tmp, path)
 
 
+def truncate_log(log_path, step):
+    """Keep the header and the rows of steps up to `step`. A run killed after logging steps
+    beyond its last checkpoint logs them again when it resumes from that checkpoint;
+    without this the log would hold those rows twice."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, log_path)
+
+
+class WallClock:
+    """Seconds since a run began, summed over the segments that interruptions cut it into:
+    each checkpoint stores state_dict(), and a resumed run counts on from there (the work
+    lost after the last checkpoint is not counted). `mark(name)` notes when a part of the
+    run (a phase) began, so that `since(name)` measures that part alone."""
+
+    def __init__(self):
+        self.before, self.started, self.marks = 0.0, time.perf_counter(), {}
+
+    def total(self):
+        return self.before + time.perf_counter() - self.started
+
+    def mark(self, name):
+        self.marks[name] = self.total()
+
+    def since(self, name):
+        return self.total() - self.marks[name]
+
+    def state_dict(self):
+        return {"total_s": self.total(), "marks": dict(self.marks)}
+
+    def load_state_dict(self, state):
+        """This segment so far now counts on top of the earlier segments' time."""
+        self.before = state["total_s"]
+        self.marks.update(state["marks"])
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "elapsed", "settings", "rng")
+
+
 def load_checkpoint(path, settings, may_change=()):
     """The checkpoint dict at `path`, after checking that the settings it was written with
     match `settings` (except the keys in `may_change`): resuming with other settings
     would silently train something else."""
     if not path.is_file():
         raise FileNotFoundError(f"--resume=true but there is no {path}")
-    # weights_only=False: our own file, holding numpy and Python RNG states next to tensors.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only=True: a checkpoint is a file people share, and unpickling anything else
+    # can run code. Ours hold only tensors and plain containers (see rng_states).
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        message = str(error).strip()
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif message.startswith("Weights only load failed"):
+            reason = "it holds more than tensors and plain values, and unpickling the rest could run code"
+        else:  # the first sentence of torch's message: truncated, empty, not a checkpoint at all ...
+            reason = (message.splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path} is not a checkpoint that loads as plain tensors ({reason}); it is damaged, "
+                         f"or not one of ours. Start afresh with --overwrite=true") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a minibert training checkpoint (no {', '.join(missing)}); "
+                         f"start afresh with --overwrite=true")
     changed = {k: (checkpoint["settings"].get(k), v) for k, v in settings.items()
                if k not in may_change and checkpoint["settings"].get(k) != v}
     if changed:
@@ -102,7 +217,7 @@ def load_checkpoint(path, settings, may_change=()):
 
 
 # Settings that may differ between a run and its resumption.
-RESUMABLE = ("stop_at_step", "resume", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
+RESUMABLE = ("stop_at_step", "resume", "overwrite", "max_minutes", "max_steps", "eval_every", "checkpoint_every",
              "device", "dtype", "threads", "compile", "out_dir", "accumulation_steps")
 
 

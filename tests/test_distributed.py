@@ -29,7 +29,7 @@ def launch(script, args, cwd, processes=1):
 
 
 def weights(path):
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 def assert_same_weights(a, b, atol=1e-6):
@@ -95,8 +95,8 @@ def test_multitask_two_processes_equal_one_process(mtl_dir, strategy):
     for phase in phases:  # for "separate", the second model too
         assert_same_weights(weights(mtl_dir / f"one_{strategy}/checkpoint_{phase}.pt"),
                             weights(mtl_dir / f"two_{strategy}/checkpoint_{phase}.pt"))
-    a = torch.load(mtl_dir / f"one_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=False)
-    b = torch.load(mtl_dir / f"two_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=False)
+    a = torch.load(mtl_dir / f"one_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=True)
+    b = torch.load(mtl_dir / f"two_{strategy}/checkpoint_{phases[-1]}.pt", weights_only=True)
     if strategy == "gradnorm":  # every rank computed the weights from the averaged gradients
         assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
         assert not torch.allclose(a["weighting"]["weights"], torch.ones(2))

@@ -173,8 +173,8 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     run(fixture_dir, tmp_path / "straight", "--strategy=gradnorm")
     run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--stop_at_step=2")
     run(fixture_dir, tmp_path / "resumed", "--strategy=gradnorm", "--resume=true")
-    a = torch.load(tmp_path / "straight" / "checkpoint_gradnorm.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "checkpoint_gradnorm.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint_gradnorm.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint_gradnorm.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
     for name in a["model"]:
         assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
@@ -185,7 +185,7 @@ def test_uncertainty_log_variances_take_their_own_learning_rate(fixture_dir, tmp
     moved = {}
     for name, extra in (("network_rate", []), ("own_rate", ["--uncertainty_lr=0.1"])):
         run(fixture_dir, tmp_path / name, "--strategy=uncertainty", *extra)
-        checkpoint = torch.load(tmp_path / name / "checkpoint_uncertainty.pt", weights_only=False)
+        checkpoint = torch.load(tmp_path / name / "checkpoint_uncertainty.pt", weights_only=True)
         *network, variances = checkpoint["optimizer"]["param_groups"]
         assert variances["lr"] == pytest.approx((0.1 if extra else 1e-3) / 1e-3 * network[0]["lr"])
         assert variances["weight_decay"] == 0.0
@@ -253,7 +253,7 @@ def test_plain_loops_end_with_the_weights_of_train_mtl(fixture_dir, tmp_path, st
         loops.joint_static(model, tasks, steps=4, weights=[1, 3], batch_size=4, learning_rate=1e-3)
     else:
         model, task_weights = loops.joint_gradnorm(model, tasks, steps=4, batch_size=4, learning_rate=1e-3)
-    checkpoint = torch.load(tmp_path / f"checkpoint_{strategy}.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / f"checkpoint_{strategy}.pt", weights_only=True)
     if strategy == "gradnorm":
         assert torch.equal(task_weights, checkpoint["weighting"]["weights"])
     trained = model.state_dict()
