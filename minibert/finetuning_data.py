@@ -106,7 +106,7 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
             continue
         where = f"{path}:{line_number}:"
         try:
-            record = json.loads(line)
+            record = json.loads(line.rstrip("\r\n"))  # the error's column then counts within the line
         except json.JSONDecodeError as error:
             raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno})") from None
         if not isinstance(record, dict):
