@@ -62,6 +62,20 @@ STRATEGIES = {
 }
 WEIGHTINGS = ("static", "gradnorm", "uncertainty")
 
+
+def chosen_strategy(s):
+    """--strategy as its choices; MMoE takes its weighting from --weighting."""
+    if s["strategy"] not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {tuple(STRATEGIES)}, got {s['strategy']!r}")
+    if s["weighting"] not in WEIGHTINGS:
+        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {s['weighting']!r}")
+    if STRATEGIES[s["strategy"]].mixture:
+        return replace(STRATEGIES[s["strategy"]], weighting=s["weighting"])
+    if s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]:
+        raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
+                         "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
+    return STRATEGIES[s["strategy"]]
+
 DEFAULTS = dict(
     init="base-transformer",  # pretrained model directory (ours or all-MiniLM-L6-v2)
     strategy="joint",
@@ -167,16 +181,7 @@ def main(argv=None):
 
 def train(s, context, device):
     # ---- settings ----
-    if s["strategy"] not in STRATEGIES:
-        raise ValueError(f"--strategy must be one of {tuple(STRATEGIES)}, got {s['strategy']!r}")
-    if s["weighting"] not in WEIGHTINGS:
-        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {s['weighting']!r}")
-    strategy = STRATEGIES[s["strategy"]]
-    if strategy.mixture:
-        strategy = replace(strategy, weighting=s["weighting"])
-    elif s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]:
-        raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
-                         "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
+    strategy = chosen_strategy(s)
     learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
     Precision(s["dtype"], device)  # rejects a bad --dtype now
     distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
@@ -201,12 +206,7 @@ def train(s, context, device):
     for task in tasks:
         task.load(tokenizer, s["cls_max_length"] if task.kind == "classification" else s["ner_max_length"],
                   fractions[task.name], limits[task.name], s["eval_limit"], s["test_limit"], s["seed"])
-        say(f"{task.name} ({task.kind}): train {len(task.data['train']):,}, dev {len(task.data['dev']):,}, "
-            f"test {len(task.data['test']):,} examples; {len(task.label_map)} labels")
-        for split, unseen in task.unseen.items():
-            if unseen:
-                say(f"{task.name}: {sum(unseen.values())} {split} labels never seen in training, scored as "
-                    f"errors: {unseen}")
+        say(task.describe())
     # Each task draws its batches from its own seed, the same in every phase.
     seeds = {task.name: s["seed"] + index for index, task in enumerate(tasks)}
 
@@ -282,16 +282,17 @@ def train(s, context, device):
         elif context.is_main:
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t.name}" for t in group],
-                                        *[f"weight_{t.name}" for t in group], "dev_score", *[f"dev_{t.name}" for t in group]])
+                                        *[f"weight_{t.name}" for t in group], "dev_score",
+                                        *[f"dev_{t.name}" for t in group]])
         if context.distributed:  # each rank its own dropout masks (the data is already split)
             torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
 
         def write_checkpoint():
             if context.is_main:
                 save_checkpoint(checkpoint_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "elapsed": elapsed, "best": best, "settings": s, "rng": rng_states(),
-                    "scaler": precision.state_dict(), "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
+                    "best": best, "settings": s, "rng": rng_states(), "scaler": precision.state_dict(),
+                    "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
 
         def progress():
             return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])

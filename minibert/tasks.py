@@ -191,9 +191,18 @@ class Task:
         self.data["train"] = self.encode(subsample(train, fraction, train_limit, seed), tokenizer, max_length)
         for split, limit in (("dev", eval_limit), ("test", test_limit)):
             examples = self.read(split)[:limit or None]
-            self.unseen[split] = dict(Counter(label for label in self.labels(examples) if label not in self.label_map.ids))
+            self.unseen[split] = dict(Counter(label for label in self.labels(examples)
+                                              if label not in self.label_map.ids))
             self.data[split] = self.encode(examples, tokenizer, max_length)
         return self
+
+    def describe(self):
+        """A line about the loaded task, and one per split holding labels training never had."""
+        lines = [f"{self.name} ({self.kind}): train {len(self.data['train']):,}, dev {len(self.data['dev']):,}, "
+                 f"test {len(self.data['test']):,} examples; {len(self.label_map)} labels"]
+        lines += [f"{self.name}: {sum(unseen.values())} {split} labels never seen in training, scored as errors: "
+                  f"{unseen}" for split, unseen in self.unseen.items() if unseen]
+        return "\n".join(lines)
 
     def loss(self, model, indices, features=None):
         """The head's mean loss on the training examples `indices`."""
