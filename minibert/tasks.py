@@ -6,8 +6,9 @@
      {"name": "entities", "kind": "tagging", "train": "b/train.txt", "dev": "b/dev.txt",
       "test": "b/test.txt", "token_column": 0, "tag_column": -1, "scheme": "bio"}]
 
-A kind knows how to read its files, turn examples into model inputs, build its head and
-score predictions; the training loop only asks a task for batches.
+A kind knows how to read its files, turn examples into batches, build its head, compute its
+loss through that head, predict and score; the training loop only asks a task for its loss
+on some training examples and for its scores on a split.
 
     classification  JSON Lines, CSV or TSV (by extension), text fields joined, one label per
                     text; a mean-pooling head; accuracy and macro-F1
