@@ -29,7 +29,8 @@ from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
-from minibert.tokenizer import WordPieceTokenizer, train_or_reuse_tokenizer
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.tokenizer_trainer import train_or_reuse_tokenizer
 from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
                                load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
                                set_learning_rate, set_rng_states, truncate_log)
