@@ -1,0 +1,40 @@
+"""The package as a whole: imports that form no circle."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "minibert"
+
+
+def imported_modules(path):
+    """The minibert modules that a file imports, at its top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1:  # from .x import y, or from . import x
+                names |= {module} if module else {alias.name for alias in node.names}
+            elif module == "minibert":  # from minibert import distributed
+                names |= {alias.name for alias in node.names}
+            elif module.startswith("minibert."):
+                names.add(module.removeprefix("minibert."))
+        elif isinstance(node, ast.Import):
+            names |= {alias.name.removeprefix("minibert.") for alias in node.names if alias.name.startswith("minibert.")}
+    return {name.split(".")[0] for name in names} & {p.stem for p in PACKAGE.glob("*.py")}
+
+
+def test_no_two_modules_import_each_other_even_indirectly():
+    graph = {path.stem: imported_modules(path) for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+
+    def circle_from(start, module, trail):
+        for name in sorted(graph.get(module, ())):
+            if name == start:
+                return [*trail, name]
+            if name not in trail:
+                found = circle_from(start, name, [*trail, name])
+                if found:
+                    return found
+        return None
+
+    circles = [circle for module in sorted(graph) if (circle := circle_from(module, module, [module]))]
+    assert not circles, f"import circles: {[' -> '.join(circle) for circle in circles]}"
