@@ -1,9 +1,34 @@
-"""The package as a whole: imports that form no circle."""
+"""The package as a whole: the names at its top, and imports that form no circle."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minibert"
+
+
+def test_the_main_classes_import_from_the_top_level():
+    import minibert
+    from minibert import (BertConfig, MaskedLanguageModelingHead, SentenceClassificationHead, SentenceEmbedder,
+                          SentenceEmbeddingHead, TokenClassificationHead, TransformerWithHeads, WordPieceTokenizer)
+    from minibert.embedder import SentenceEmbedder as from_submodule
+    assert SentenceEmbedder is from_submodule
+    config = BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=9)
+    model = TransformerWithHeads(config)
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    model.add_head("embedding", SentenceEmbeddingHead(config))
+    model.add_head("classification", SentenceClassificationHead(config, 3))
+    model.add_head("tagging", TokenClassificationHead(config, 4))
+    tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat"])
+    assert SentenceEmbedder(model, tokenizer).encode(["a cat"]).shape == (1, 8)
+    assert set(minibert.__all__) <= set(dir(minibert))
+
+
+def test_the_tokenizer_alone_does_not_import_torch():
+    code = "import sys, minibert.tokenizer; from minibert import WordPieceTokenizer; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def imported_modules(path):
