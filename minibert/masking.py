@@ -72,15 +72,19 @@ class Masker:
 
     def pick_whole_words(self, input_ids, candidates, budget, generator):
         """Words in random order, each taken whole while it still fits in the budget."""
-        word_starts = candidates & ~self.is_continuation[input_ids]
+        # A word starts at every piece without "##", and also at a "##" piece that follows
+        # a special token: a sequence cut from the middle of a document can begin with
+        # "##x", whose head is in the piece before; it is a word of its own, not part of
+        # the next one.
+        after_candidate = torch.zeros_like(candidates)
+        after_candidate[:, 1:] = candidates[:, :-1]
+        word_starts = candidates & (~self.is_continuation[input_ids] | ~after_candidate)
         word_index = torch.cumsum(word_starts.long(), dim=1) - 1  # (B, T): which word a piece belongs to
         picked = torch.zeros_like(candidates)
         for row in range(input_ids.shape[0]):
-            words = word_index[row][candidates[row]]
+            words = word_index[row][candidates[row]]  # >= 0: every candidate has a word start at or before it
             if words.numel() == 0:
                 continue
-            # A "##" piece right after [CLS] has no word start; give it a word of its own.
-            words = words.clamp(min=0)
             sizes = torch.bincount(words)
             taken, chosen = 0, []
             for word in torch.randperm(len(sizes), generator=generator).tolist():
@@ -90,7 +94,7 @@ class Masker:
                     taken += size
                 if taken == budget[row]:
                     break
-            in_chosen = torch.isin(word_index[row].clamp(min=0), torch.tensor(chosen, dtype=torch.long))
+            in_chosen = torch.isin(word_index[row], torch.tensor(chosen, dtype=torch.long))
             picked[row] = candidates[row] & in_chosen
         return picked
 
