@@ -13,7 +13,7 @@ Three ways to pick:
                   (BERT's whole-word-masking release: predicting "##ing" from "play" is too easy);
   "bernoulli"  -- each token independently with probability `rate` (as many libraries do).
 
-    >>> masker = Masker(vocab_size=10, special_ids=[0, 1, 2, 3], mask_id=3, rate=0.5)
+    >>> masker = Masker(vocab_size=10, special_ids=[0, 1, 2, 3], mask_id=3, rate=0.5, strategy="exact")
     >>> ids = torch.tensor([[1, 5, 6, 7, 8, 2]])        # [CLS] a b c d [SEP]
     >>> masked, labels = masker(ids, torch.Generator().manual_seed(0))
     >>> int((labels != -100).sum())                     # round(0.5 * 4) = 2 picks
@@ -27,9 +27,11 @@ class Masker:
 
     STRATEGIES = ("exact", "whole_word", "bernoulli")
 
-    def __init__(self, vocab_size, special_ids, mask_id, rate=0.15, strategy="exact",
+    def __init__(self, vocab_size, special_ids, mask_id, rate, strategy,
                  continuation_ids=(), max_predictions=None, mask_fraction=0.8, random_fraction=0.1):
-        """special_ids: never picked, never drawn as random replacements.
+        """rate, strategy: no default here; train_mlm.py's DEFAULTS (mask_rate, masking) is
+        the one place they are set (BERT: 15%, exact counts).
+        special_ids: never picked, never drawn as random replacements.
         continuation_ids: ids of "##" pieces, needed by whole-word masking.
         max_predictions: cap on picks per sequence (BERT used 20 for 128 tokens)."""
         if strategy not in self.STRATEGIES:

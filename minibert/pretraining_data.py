@@ -122,8 +122,9 @@ class TokenizedCorpus:
     def load(cls, cache):
         return cls(np.load(cache / "ids.npy", mmap_mode="r"), np.load(cache / "starts.npy"))
 
-    def split(self, held_out_fraction=0.01, seed=0):
-        """Two corpora, train and held out, by whole documents chosen at random."""
+    def split(self, held_out_fraction, seed):
+        """Two corpora, train and held out, by whole documents chosen at random (the
+        fraction and the seed come from train_mlm.py's DEFAULTS)."""
         order = np.random.default_rng(seed).permutation(len(self))
         n_held_out = max(1, int(round(len(self) * held_out_fraction))) if len(self) > 1 else 0
         return DocumentSubset(self, np.sort(order[n_held_out:])), DocumentSubset(self, np.sort(order[:n_held_out]))

@@ -66,8 +66,9 @@ def pick_device(name="auto"):
     return torch.device("cpu")
 
 
-def learning_rate_at(progress, peak, warmup_fraction, schedule="linear"):
-    """Linear warm-up to `peak`, then linear or cosine decay to zero; progress in [0, 1]."""
+def learning_rate_at(progress, peak, warmup_fraction, schedule):
+    """Linear warm-up to `peak`, then linear or cosine decay to zero; progress in [0, 1].
+    The scripts' DEFAULTS choose the schedule ("linear" or "cosine")."""
     if schedule not in ("linear", "cosine"):
         raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
     if progress < warmup_fraction:

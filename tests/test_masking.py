@@ -20,8 +20,9 @@ def make_batch(batch=64, seq=40, seed=0):
     return ids, lengths
 
 
-def masker(**kwargs):
-    return Masker(VOCAB, special_ids=[PAD, UNK, CLS, SEP, MASK], mask_id=MASK, continuation_ids=CONTINUATION, **kwargs)
+def masker(rate=0.15, strategy="exact", **kwargs):
+    return Masker(VOCAB, special_ids=[PAD, UNK, CLS, SEP, MASK], mask_id=MASK, rate=rate, strategy=strategy,
+                  continuation_ids=CONTINUATION, **kwargs)
 
 
 @pytest.mark.parametrize("rate", [0.15, 0.4])
@@ -131,4 +132,4 @@ def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         masker(**kwargs)
     with pytest.raises(ValueError, match="continuation_ids"):
-        Masker(VOCAB, [0], MASK, strategy="whole_word")
+        Masker(VOCAB, [0], MASK, rate=0.15, strategy="whole_word")

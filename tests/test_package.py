@@ -1,6 +1,7 @@
 """The package as a whole: the names at its top, and imports that form no circle."""
 
 import ast
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,23 @@ def test_no_two_modules_import_each_other_even_indirectly():
 
     circles = [circle for module in sorted(graph) if (circle := circle_from(module, module, [module]))]
     assert not circles, f"import circles: {[' -> '.join(circle) for circle in circles]}"
+
+
+def library_settings_that_the_scripts_set():
+    from minibert.contrastive import cosent_loss, info_nce
+    from minibert.masking import Masker
+    from minibert.pretraining_data import TokenizedCorpus
+    from minibert.task_weighting import GradNorm
+    from minibert.training import learning_rate_at
+    return [(Masker, "rate"), (Masker, "strategy"), (GradNorm, "alpha"), (GradNorm, "lr"), (info_nce, "temperature"),
+            (cosent_loss, "scale"), (learning_rate_at, "schedule"), (TokenizedCorpus.split, "held_out_fraction"),
+            (TokenizedCorpus.split, "seed")]
+
+
+def test_a_setting_that_a_script_sets_has_no_second_default_in_the_library():
+    """A script's DEFAULTS is the one place: a library default that the script always
+    overrides would be an obvious place to edit that changes nothing."""
+    shadowed = [f"{function.__qualname__}({name}={inspect.signature(function).parameters[name].default!r})"
+                for function, name in library_settings_that_the_scripts_set()
+                if inspect.signature(function).parameters[name].default is not inspect.Parameter.empty]
+    assert not shadowed, shadowed

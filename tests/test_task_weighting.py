@@ -23,7 +23,7 @@ def two_task_network(seed=0):
 def test_weight_gradient_equals_the_closed_form():
     shared, heads, losses = two_task_network()
     W = shared[2].weight
-    gradnorm = GradNorm(2, W, alpha=1.5)
+    gradnorm = GradNorm(2, W, alpha=1.5, lr=0.025)
     with torch.no_grad():
         gradnorm.weights.copy_(torch.tensor([0.7, 1.3]))
     first = losses()
@@ -72,7 +72,7 @@ def test_network_gradients_are_those_of_the_plain_weighted_loss():
     """GradNorm's own step must leave no trace in the network's gradients."""
     shared, heads, losses = two_task_network()
     params = list(shared.parameters()) + list(heads.parameters())
-    gradnorm = GradNorm(2, shared[2].weight)
+    gradnorm = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     with torch.no_grad():
         gradnorm.weights.copy_(torch.tensor([0.4, 1.6]))
     weights_used = gradnorm.current_weights()
@@ -92,9 +92,9 @@ def test_network_gradients_are_those_of_the_plain_weighted_loss():
 
 def test_gradnorm_state_round_trip():
     shared, _, losses = two_task_network()
-    gradnorm = GradNorm(2, shared[2].weight)
+    gradnorm = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     gradnorm.update(losses())
-    again = GradNorm(2, shared[2].weight)
+    again = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     again.load_state_dict(gradnorm.state_dict())
     assert again.current_weights() == gradnorm.current_weights()
     assert torch.equal(again.initial_losses, gradnorm.initial_losses)
@@ -115,4 +115,4 @@ def test_static_weights():
     with pytest.raises(ValueError):
         StaticWeights([1.0, -1.0])
     with pytest.raises(ValueError):
-        GradNorm(1, torch.nn.Parameter(torch.ones(1)))
+        GradNorm(1, torch.nn.Parameter(torch.ones(1)), alpha=1.5, lr=0.025)
