@@ -144,24 +144,43 @@ class GradNorm:
 
 
 class Uncertainty(torch.nn.Module):
-    """L = sum_i 0.5 * exp(-s_i) L_i + 0.5 * s_i, with s_i = log sigma_i^2 learned.
+    """L = sum_i c_i * exp(-s_i) * L_i + s_i / 2, with s_i = log sigma_i^2 learned.
 
-    The exp(-s_i) factor lets a task's loss be scaled down; the + s_i term stops every
+    Kendall et al. derive each task's term from its likelihood, so the factor c_i depends
+    on the kind of loss (section 3.2, written with s = log sigma^2, so 1/sigma^2 = exp(-s)
+    and log sigma = s/2):
+
+      "classification"  c = 1:    (1/sigma^2) L + log sigma       (eq. 10, the softmax term;
+                                  cross-entropy, so sentence classification and tagging)
+      "regression"      c = 1/2:  (1/(2 sigma^2)) L + log sigma   (eq. 7, a Gaussian; squared error)
+
+    The exp(-s_i) factor lets a task's loss be scaled down; the s_i / 2 term stops every
     sigma from growing without bound. Learning log sigma^2 rather than sigma keeps it
-    positive and the optimisation stable (Kendall et al., section 3.2). The s_i are
-    trained with the network, by the same optimizer: add `weighting.parameters()` to it.
-    The effective weight of task i is 0.5 * exp(-s_i).
+    positive and the optimisation stable. The s_i are trained with the network, by the
+    same optimizer: add `weighting.parameters()` to it. The effective weight of task i is
+    c_i * exp(-s_i).
     """
 
-    def __init__(self, num_tasks, device=None):
+    FACTORS = {"classification": 1.0, "regression": 0.5}
+
+    def __init__(self, num_tasks, device=None, forms=None):
+        """forms: one of FACTORS per task; by default every task is a classification (the
+        multi-task tasks here are all cross-entropy losses)."""
         super().__init__()
+        forms = list(forms) if forms is not None else ["classification"] * num_tasks
+        if len(forms) != num_tasks or any(form not in self.FACTORS for form in forms):
+            raise ValueError(f"forms must name {num_tasks} of {list(self.FACTORS)}, got {forms}")
+        self.forms = forms
         self.log_variances = torch.nn.Parameter(torch.zeros(num_tasks, device=device))
+        # Not state: a checkpoint holds the log-variances only, the forms come with the constructor.
+        self.register_buffer("factors", torch.tensor([self.FACTORS[form] for form in forms], device=device),
+                             persistent=False)
 
     def combine(self, losses):
-        return sum(0.5 * torch.exp(-s) * loss + 0.5 * s for s, loss in zip(self.log_variances, losses))
+        return sum(c * torch.exp(-s) * loss + 0.5 * s for c, s, loss in zip(self.factors, self.log_variances, losses))
 
     def update(self, losses, loss_scale=1.0):
         return {}
 
     def current_weights(self):
-        return (0.5 * torch.exp(-self.log_variances.detach())).tolist()
+        return (self.factors * torch.exp(-self.log_variances.detach())).tolist()
