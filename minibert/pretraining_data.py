@@ -8,8 +8,9 @@
    crossing a document boundary, so that [CLS] piece [SEP] fits. A document is cut into
    equal pieces (300 tokens with room for 126 -> 100 + 100 + 100, not 126 + 126 + 48),
    which keeps padding low when a batch is padded to its longest row.
-3. `batches`: the pieces in a seeded random order per epoch, padded into tensors.
-   The order depends only on (seed, epoch), so a resumed run sees the same batches.
+3. `batch_at`: the pieces of a given step, from a seeded random order per epoch that
+   depends only on (seed, epoch), so a resumed run sees the same batches; `collate`
+   puts [CLS] and [SEP] around them and pads them into tensors.
 """
 
 import functools

@@ -53,7 +53,8 @@ class GradNorm:
     Since G_i = w_i ||dL_i/dW|| (w_i > 0), dL_grad/dw_i = sign(G_i - target_i) ||dL_i/dW||:
     a task whose gradient is larger than its target gets a smaller weight. The network
     itself is trained on sum_i w_i L_i with the weights held fixed, so no second-order
-    gradient reaches it; after each step the weights are renormalised to sum to T.
+    gradient reaches it; after each step the weights are renormalised to sum to the
+    number of tasks.
 
     A larger alpha pulls the tasks' training rates together harder; alpha = 0 asks only
     for equal gradient norms.
@@ -102,10 +103,10 @@ class GradNorm:
         loss_values = self.reduce(torch.stack([loss.detach().float() for loss in losses]))
         if self.initial_losses is None:
             self.initial_losses = loss_values.clone()
-        loss_ratios = loss_values / self.initial_losses  # (T,)
-        relative_rates = loss_ratios / loss_ratios.mean()  # (T,)
-        weighted_norms = self.weights * gradient_norms  # (T,) G_i, a function of w only
-        target = (weighted_norms.mean() * relative_rates ** self.alpha).detach()  # (T,) a constant
+        loss_ratios = loss_values / self.initial_losses  # (num_tasks,)
+        relative_rates = loss_ratios / loss_ratios.mean()  # (num_tasks,)
+        weighted_norms = self.weights * gradient_norms  # (num_tasks,) G_i, a function of w only
+        target = (weighted_norms.mean() * relative_rates ** self.alpha).detach()  # (num_tasks,) a constant
         grad_loss = (weighted_norms - target).abs().sum()
         (gradient,) = torch.autograd.grad(grad_loss, self.weights)
         # Kept as tensors: reading them (.item()) would make the GPU wait for every step.
@@ -123,7 +124,7 @@ class GradNorm:
         self.optimizer.step()
         with torch.no_grad():
             # Keep every task switched on (a weight at or below zero would stop its task, or
-            # reverse it), then rescale so the weights sum to T and the total learning rate
+            # reverse it), then rescale so the weights sum to num_tasks and the total learning rate
             # of the network stays what it was.
             self.weights.clamp_(min=1e-3)
             self.weights.mul_(self.num_tasks / self.weights.sum())

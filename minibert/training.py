@@ -1,6 +1,7 @@
-"""The small pieces every training script shares: the device, the learning-rate schedule,
-optimizer groups, RNG states and atomic checkpoints. The loops themselves stay in the
-scripts (train_mlm.py, train_embedder.py, train_mtl.py), flat and readable."""
+"""The small pieces the training scripts share: the settings' ranges, the device, the
+learning-rate schedule, optimizer groups, RNG states, atomic checkpoints and resume,
+mixed precision and the progress bar. Each script (train_mlm.py, train_embedder.py,
+train_mtl.py) keeps its own training loop."""
 
 import math
 import os
