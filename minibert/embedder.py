@@ -98,7 +98,7 @@ class SentenceEmbedder:
         return a @ b.T
 
 
-# The seed's examples: two about pets, two about markets, two near-paraphrases.
+# The exercise brief's examples: two about pets, two about markets, two near-paraphrases.
 EXAMPLE_SENTENCES = [
     "Cats love knocking things over.",
     "Dogs are friendly animals.",
@@ -147,7 +147,7 @@ def main(argv=None):
     parser.add_argument("--sts", default=None, choices=["train", "dev", "test"], help="evaluate on this STS-B split")
     parser.add_argument("--data_dir", default=None, help="folder holding sts/stsbenchmark (default: MINIBERT_DATA)")
     parser.add_argument("--batch_size", type=int, default=64, help="sentences encoded at once")
-    parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the seed's examples)")
+    parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the exercise brief's examples)")
     args = parser.parse_args(argv)
     embedder = SentenceEmbedder.from_pretrained(args.model)
     print(f"model: {args.model}")
