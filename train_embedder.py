@@ -29,12 +29,14 @@ from minibert.heads import SentenceEmbeddingHead
 from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
+from minibert.pretraining_data import batch_at
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
-from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
-                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
-                               set_learning_rate, set_rng_states, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
+                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+                               stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -122,16 +124,9 @@ def train(settings, context, device):
     distributed.check_batch(settings["batch_size"], context, 1)
     if settings["objective"] not in ("simcse", "cosine", "cosent"):
         raise ValueError(f"--objective must be simcse, cosine or cosent, got {settings['objective']!r}")
-    learning_rate_at(0.5, 1.0, settings["warmup_fraction"], settings["schedule"])  # rejects a bad --schedule now
-    precision = Precision(settings["dtype"], device)  # rejects a bad --dtype now
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    run_dir, out_dir = Path(settings["run_dir"]), Path(settings["out_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = run_dir / "checkpoint.pt"
+    run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
+    out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
-    torch.manual_seed(settings["seed"])
-    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- data ----
     if settings["objective"] == "simcse":
@@ -169,8 +164,7 @@ def train(settings, context, device):
         precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f}), "
             f"{context.world_size} process(es) now")
-    if context.distributed:  # each rank its own dropout masks (the data is already split)
-        torch.manual_seed(settings["seed"] * 1_000_003 + 7919 * context.rank + step)
+    seed_this_rank(settings, context, step)
     two_sides = distributed.wrap(TwoSides(model), context, device)  # DDP with several processes
     two_sides = torch.compile(two_sides) if settings["compile"] else two_sides
 
@@ -207,18 +201,15 @@ def train(settings, context, device):
 
     # ---- the loop ----
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
-    per_epoch = num_examples // settings["batch_size"]
     recent = []
     bar = ProgressBar(settings, step, elapsed, settings["objective"], **distributed.quiet(context))
-    try:
+    with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
         while run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) < 1.0:
             started = time.perf_counter()
             lr = learning_rate_at(run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]),
                                   settings["learning_rate"], settings["warmup_fraction"], settings["schedule"])
             set_learning_rate(optimizer, lr)
-            epoch, index = divmod(step, per_epoch)
-            order = np.random.default_rng([settings["seed"], epoch]).permutation(num_examples)
-            rows = order[index * settings["batch_size"]:(index + 1) * settings["batch_size"]]
+            rows, epoch = batch_at(step, np.arange(num_examples), settings["batch_size"], settings["seed"])
             # this rank's rows; gathered back in rank order, the global batch in that order
             mine = rows[context.rank::context.world_size]
             rows = np.concatenate([rows[r::context.world_size] for r in range(context.world_size)])
@@ -262,15 +253,8 @@ def train(settings, context, device):
                 recent = []
             if step % settings["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
-            if step == settings["stop_at_step"]:
-                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            if stop_requested(step, settings, say):
                 return None
-    except KeyboardInterrupt:
-        write_checkpoint()
-        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
-        raise
-    finally:
-        bar.close()
     say(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
     return out_dir
 

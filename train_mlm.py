@@ -31,9 +31,10 @@ from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import train_or_reuse_tokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
-                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
-                               set_learning_rate, set_rng_states, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
+                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+                               stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -116,16 +117,9 @@ def train(settings, context, device):
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
     if settings["errors"] not in ("strict", "replace", "ignore"):
         raise ValueError(f"--errors must be strict, replace or ignore, got {settings['errors']!r}")
-    learning_rate_at(0.5, 1.0, settings["warmup_fraction"], settings["schedule"])  # rejects a bad --schedule now
-    precision = Precision(settings["dtype"], device)  # rejects a bad --dtype now
-    if settings["threads"]:
-        torch.set_num_threads(settings["threads"])
-    run_dir, out_dir = Path(settings["run_dir"]), Path(settings["out_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = run_dir / "checkpoint.pt"
+    run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
+    out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
-    torch.manual_seed(settings["seed"])
-    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p) for p in settings["corpus"].split(",")] if settings["corpus"] else \
@@ -177,8 +171,7 @@ def train(settings, context, device):
         set_rng_states(checkpoint["rng"])
         precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} ({context.world_size} process(es) now)")
-    if context.distributed:  # each rank its own dropout masks (the data is already split)
-        torch.manual_seed(settings["seed"] * 1_000_003 + 7919 * context.rank + step)
+    seed_this_rank(settings, context, step)
     train_model = distributed.wrap(model, context, device)  # DDP with several processes
     train_model = torch.compile(train_model) if settings["compile"] else train_model
 
@@ -206,7 +199,7 @@ def train(settings, context, device):
     model.train()
     bar = ProgressBar(settings, step, elapsed, "pretraining", **distributed.quiet(context))
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
-    try:
+    with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
         while progress() < 1.0:
             started = time.perf_counter()
             lr = learning_rate_at(progress(), settings["learning_rate"], settings["warmup_fraction"],
@@ -265,15 +258,8 @@ def train(settings, context, device):
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
             if step % settings["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
-            if step == settings["stop_at_step"]:
-                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            if stop_requested(step, settings, say):
                 return None
-    except KeyboardInterrupt:
-        write_checkpoint()
-        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
-        raise
-    finally:
-        bar.close()
 
     if not context.is_main:
         return out_dir
