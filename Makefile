@@ -25,7 +25,7 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-# Step 1 of the seed at a small size, about 10 minutes on 2 cores: a WordPiece vocabulary,
+# Step 1 of the exercise brief at a small size, about 10 minutes on 2 cores: a WordPiece vocabulary,
 # 6 minutes of MLM pretraining on a slice of the arXiv corpus, then the embeddings:
 # similarities of example sentences, a 2-D map, the STS-B test score, and all-MiniLM-L6-v2
 # loaded into minibert for comparison.

@@ -29,12 +29,14 @@ from minibert.heads import SentenceEmbeddingHead
 from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
+from minibert.pretraining_data import batch_at
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
-from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
-                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
-                               set_learning_rate, set_rng_states, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
+                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+                               stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -112,53 +114,47 @@ def gather_rows(tensor, context):
 
 
 def main(argv=None):
-    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(s)  # every number in range, before any work
-    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, s)  # one process, or one of torchrun's
+    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    check_settings(settings)  # every number in range, before any work
+    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, settings)  # one process, or one of torchrun's
 
 
-def train(s, context, device):
-    distributed.check_batch(s["batch_size"], context, 1)
-    if s["objective"] not in ("simcse", "cosine", "cosent"):
-        raise ValueError(f"--objective must be simcse, cosine or cosent, got {s['objective']!r}")
-    learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
-    precision = Precision(s["dtype"], device)  # rejects a bad --dtype now
-    if s["threads"]:
-        torch.set_num_threads(s["threads"])
-    run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = run_dir / "checkpoint.pt"
-    checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
-    torch.manual_seed(s["seed"])
-    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
+def train(settings, context, device):
+    distributed.check_batch(settings["batch_size"], context, 1)
+    if settings["objective"] not in ("simcse", "cosine", "cosent"):
+        raise ValueError(f"--objective must be simcse, cosine or cosent, got {settings['objective']!r}")
+    run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
+    out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
+    checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
 
     # ---- data ----
-    if s["objective"] == "simcse":
-        source = Path(s["sentences"]) if s["sentences"] else data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])
-        if s["sentences"]:
-            lines = [l.strip() for l in read_lines([source]) if l.strip()][:s["max_sentences"]]
+    if settings["objective"] == "simcse":
+        source = (Path(settings["sentences"]) if settings["sentences"]
+                  else data_file("pretraining/arxiv_abstracts.txt", settings["data_dir"]))
+        if settings["sentences"]:
+            lines = [l.strip() for l in read_lines([source]) if l.strip()][:settings["max_sentences"]]
         else:
-            lines = arxiv_sentences(source, s["max_sentences"])
-        if len(lines) < s["batch_size"]:
-            raise ValueError(f"{source} gave {len(lines)} sentences, fewer than one batch of {s['batch_size']}")
+            lines = arxiv_sentences(source, settings["max_sentences"])
+        if len(lines) < settings["batch_size"]:
+            raise ValueError(f"{source} gave {len(lines)} sentences, fewer than one batch of {settings['batch_size']}")
         train_pairs = (lines, None, None)
         say(f"SimCSE on {len(lines):,} sentences from {source}")
     else:
-        train_pairs = read_sts("train", s["data_dir"])
-        say(f"{s['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
+        train_pairs = read_sts("train", settings["data_dir"])
+        say(f"{settings['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
     num_examples = len(train_pairs[0])
 
     # ---- model ----
-    tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
-    model = TransformerWithHeads.from_pretrained(s["init"], **dropout_overrides(s["dropout"]))
+    tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
+    model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
         del model.heads[name]
     model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))
     model.to(device)
-    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"], verbose=context.is_main),
-                                  lr=s["learning_rate"])
-    embedder = SentenceEmbedder(model, tokenizer, max_length=s["max_seq_len"])
+    optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=context.is_main),
+                                  lr=settings["learning_rate"])
+    embedder = SentenceEmbedder(model, tokenizer, max_length=settings["max_seq_len"])
     step, elapsed, best = 0, 0.0, -1.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -168,17 +164,16 @@ def train(s, context, device):
         precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f}), "
             f"{context.world_size} process(es) now")
-    if context.distributed:  # each rank its own dropout masks (the data is already split)
-        torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
+    seed_this_rank(settings, context, step)
     two_sides = distributed.wrap(TwoSides(model), context, device)  # DDP with several processes
-    two_sides = torch.compile(two_sides) if s["compile"] else two_sides
+    two_sides = torch.compile(two_sides) if settings["compile"] else two_sides
 
     def tokenize(texts):
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=s["max_seq_len"], return_tensors="pt")
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=settings["max_seq_len"], return_tensors="pt")
         return {key: batch[key].to(device) for key in ("input_ids", "attention_mask", "token_type_ids")}
 
     def evaluate_dev():
-        spearman = evaluate_sts(embedder, "dev", s["data_dir"])["spearman"]
+        spearman = evaluate_sts(embedder, "dev", settings["data_dir"])["spearman"]
         model.train()
         return spearman
 
@@ -201,50 +196,48 @@ def train(s, context, device):
         if not context.is_main:
             return
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "step": step, "elapsed": elapsed, "best": best, "settings": s,
+                                          "step": step, "elapsed": elapsed, "best": best, "settings": settings,
                                           "rng": rng_states(), "scaler": precision.state_dict()})
 
     # ---- the loop ----
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
-    per_epoch = num_examples // s["batch_size"]
     recent = []
-    bar = ProgressBar(s, step, elapsed, s["objective"], **distributed.quiet(context))
-    try:
-        while run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) < 1.0:
+    bar = ProgressBar(settings, step, elapsed, settings["objective"], **distributed.quiet(context))
+    with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
+        while run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) < 1.0:
             started = time.perf_counter()
-            lr = learning_rate_at(run_progress(step, s["max_steps"], elapsed, s["max_minutes"]),
-                                  s["learning_rate"], s["warmup_fraction"], s["schedule"])
+            lr = learning_rate_at(run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]),
+                                  settings["learning_rate"], settings["warmup_fraction"], settings["schedule"])
             set_learning_rate(optimizer, lr)
-            epoch, index = divmod(step, per_epoch)
-            order = np.random.default_rng([s["seed"], epoch]).permutation(num_examples)
-            rows = order[index * s["batch_size"]:(index + 1) * s["batch_size"]]
+            rows, epoch = batch_at(step, np.arange(num_examples), settings["batch_size"], settings["seed"])
             # this rank's rows; gathered back in rank order, the global batch in that order
             mine = rows[context.rank::context.world_size]
             rows = np.concatenate([rows[r::context.world_size] for r in range(context.world_size)])
             with precision.autocast():
-                if s["objective"] == "simcse":
+                if settings["objective"] == "simcse":
                     texts = tokenize([train_pairs[0][i] for i in mine])
                     u, v = two_sides(texts, texts)  # two dropout views
-                    loss = info_nce(gather_rows(u, context), gather_rows(v, context), s["temperature"])
+                    loss = info_nce(gather_rows(u, context), gather_rows(v, context), settings["temperature"])
                 else:
                     first, second, scores = train_pairs
                     u, v = two_sides(tokenize([first[i] for i in mine]), tokenize([second[i] for i in mine]))
                     u, v = gather_rows(u, context), gather_rows(v, context)
                     gold = torch.tensor(scores[rows], dtype=torch.float32, device=device)
-                    loss = cosine_similarity_loss(u, v, gold) if s["objective"] == "cosine" \
-                        else cosent_loss(u, v, gold, s["cosent_scale"])
+                    loss = cosine_similarity_loss(u, v, gold) if settings["objective"] == "cosine" \
+                        else cosent_loss(u, v, gold, settings["cosent_scale"])
             precision.backward(loss)
             precision.step(optimizer, model.parameters(), 1.0)
             optimizer.zero_grad(set_to_none=True)
             step += 1
             elapsed += time.perf_counter() - started
-            if s["max_minutes"]:  # every rank must agree on when the time is up
+            if settings["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
             recent.append(loss.item())
             bar.update(step, elapsed, loss=f"{recent[-1]:.4f}", epoch=epoch)
 
-            last_step = run_progress(step, s["max_steps"], elapsed, s["max_minutes"]) >= 1.0 or step == s["stop_at_step"]
-            if (step % s["eval_every"] == 0 or last_step) and context.is_main:
+            last_step = (run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) >= 1.0
+                         or step == settings["stop_at_step"])
+            if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
                 spearman = evaluate_dev()
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent):.4f}", f"{spearman:.4f}"])
@@ -256,19 +249,12 @@ def train(s, context, device):
                 tqdm.write(f"step {step}: loss {np.mean(recent):.4f}, STS-B dev Spearman {spearman:.4f}"
                            + (" (best, saved)" if improved else f" (best {best:.4f})"))
                 plot_training_log(log_path, run_dir / "curve.png", panels=(("train_loss",), ("dev_spearman",)),
-                                  title=f"{s['objective']} from {Path(s['init']).name}")
+                                  title=f"{settings['objective']} from {Path(settings['init']).name}")
                 recent = []
-            if step % s["checkpoint_every"] == 0 or last_step:
+            if step % settings["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
-            if step == s["stop_at_step"]:
-                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            if stop_requested(step, settings, say):
                 return None
-    except KeyboardInterrupt:
-        write_checkpoint()
-        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
-        raise
-    finally:
-        bar.close()
     say(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
     return out_dir
 

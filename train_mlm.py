@@ -29,10 +29,12 @@ from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
-from minibert.tokenizer import WordPieceTokenizer, train_or_reuse_tokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, check_settings, dropout_overrides, learning_rate_at,
-                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
-                               set_learning_rate, set_rng_states, truncate_log)
+from minibert.tokenizer import WordPieceTokenizer
+from minibert.tokenizer_trainer import train_or_reuse_tokenizer
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
+                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+                               stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -82,13 +84,13 @@ DEFAULTS = dict(
 
 
 @torch.no_grad()
-def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device, precision):
+def evaluate(model, corpus_ids, sequences, masker, tokenizer, settings, device, precision):
     """Held-out MLM loss and accuracy, on the same batches and masks every time."""
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    generator = torch.Generator().manual_seed(s["seed"] + 1)
-    for index in range(min(s["eval_batches"], math.ceil(len(sequences) / s["batch_size"]))):
-        rows = sequences[index * s["batch_size"]:(index + 1) * s["batch_size"]]
+    generator = torch.Generator().manual_seed(settings["seed"] + 1)
+    for index in range(min(settings["eval_batches"], math.ceil(len(sequences) / settings["batch_size"]))):
+        rows = sequences[index * settings["batch_size"]:(index + 1) * settings["batch_size"]]
         input_ids, attention_mask = collate(corpus_ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                             tokenizer.pad_token_id)
         masked_ids, labels = masker(input_ids, generator)
@@ -103,66 +105,64 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, s, device, precisi
 
 
 def main(argv=None):
-    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(s)  # every number in range, before any work
-    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, s)  # one process, or one of torchrun's
+    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    check_settings(settings)  # every number in range, before any work
+    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, settings)  # one process, or one of torchrun's
 
 
-def train(s, context, device):
-    distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
-    if s["masking"] not in Masker.STRATEGIES:
+def train(settings, context, device):
+    distributed.check_batch(settings["batch_size"], context, settings["accumulation_steps"])
+    if settings["masking"] not in Masker.STRATEGIES:
         raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
-    if s["errors"] not in ("strict", "replace", "ignore"):
-        raise ValueError(f"--errors must be strict, replace or ignore, got {s['errors']!r}")
-    learning_rate_at(0.5, s["learning_rate"], s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
-    precision = Precision(s["dtype"], device)  # rejects a bad --dtype now
-    if s["threads"]:
-        torch.set_num_threads(s["threads"])
-    run_dir, out_dir = Path(s["run_dir"]), Path(s["out_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = run_dir / "checkpoint.pt"
-    checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE) if s["resume"] else None
-    torch.manual_seed(s["seed"])
-    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
+    if settings["errors"] not in ("strict", "replace", "ignore"):
+        raise ValueError(f"--errors must be strict, replace or ignore, got {settings['errors']!r}")
+    run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
+    out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
+    checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
 
     # ---- corpus and tokenizer ----
-    corpus_files = [Path(p) for p in s["corpus"].split(",")] if s["corpus"] else \
-        [data_file("pretraining/arxiv_abstracts.txt", s["data_dir"])]
-    if s["corpus_lines"]:  # the slice is its own file under .cache, named by its content
-        slice_path = corpus_slice(corpus_files, s["corpus_lines"], errors=s["errors"]) if context.is_main else None
+    corpus_files = [Path(p) for p in settings["corpus"].split(",")] if settings["corpus"] else \
+        [data_file("pretraining/arxiv_abstracts.txt", settings["data_dir"])]
+    if settings["corpus_lines"]:  # the slice is its own file under .cache, named by its content
+        slice_path = (corpus_slice(corpus_files, settings["corpus_lines"], errors=settings["errors"])
+                      if context.is_main else None)
         corpus_files = [distributed.broadcast_object(slice_path, context)]
-    tokenizer_dir = Path(s["vocab"]) if s["vocab"] else run_dir / "tokenizer"
-    if s["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
-        raise FileNotFoundError(f"--vocab={s['vocab']} has no vocab.txt")
-    if not s["vocab"] and context.is_main:  # the run's own vocabulary, trained once for its corpus and size
-        train_or_reuse_tokenizer(tokenizer_dir, corpus_files, s["vocab_size"], s["errors"], retrain=s["overwrite"])
+    tokenizer_dir = Path(settings["vocab"]) if settings["vocab"] else run_dir / "tokenizer"
+    if settings["vocab"] and not (tokenizer_dir / "vocab.txt").is_file():
+        raise FileNotFoundError(f"--vocab={settings['vocab']} has no vocab.txt")
+    if not settings["vocab"] and context.is_main:  # the run's own vocabulary, trained once for its corpus and size
+        train_or_reuse_tokenizer(tokenizer_dir, corpus_files, settings["vocab_size"], settings["errors"],
+                                 retrain=settings["overwrite"])
     distributed.barrier(context)
     tokenizer = WordPieceTokenizer.from_pretrained(tokenizer_dir)
     if context.is_main:  # rank 0 tokenizes and caches the corpus; the others then read the cache
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=settings["errors"])
     distributed.barrier(context)
     if not context.is_main:
-        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=s["errors"])
-    train_docs, held_out_docs = corpus.split(s["held_out_fraction"], seed=s["seed"])
-    train_sequences = train_docs.sequences(s["max_seq_len"])
-    held_out_sequences = held_out_docs.sequences(s["max_seq_len"])
+        corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=settings["errors"])
+    train_docs, held_out_docs = corpus.split(settings["held_out_fraction"], seed=settings["seed"])
+    train_sequences = train_docs.sequences(settings["max_seq_len"])
+    held_out_sequences = held_out_docs.sequences(settings["max_seq_len"])
     say(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
-          f"sequences, held out {len(held_out_sequences):,} (max_seq_len {s['max_seq_len']})")
+          f"sequences, held out {len(held_out_sequences):,} (max_seq_len {settings['max_seq_len']})")
     if len(held_out_sequences) == 0:  # a loss over nothing would read 0.000, which looks like a perfect model
         say(f"no held-out documents ({len(corpus)} document(s) in the corpus): no held-out loss is measured")
 
     # ---- model and optimiser ----
-    config = BertConfig.from_preset(s["preset"], vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                                    max_position_embeddings=max(512, s["max_seq_len"]), **dropout_overrides(s["dropout"]))
+    config = BertConfig.from_preset(settings["preset"], vocab_size=tokenizer.vocab_size,
+                                    pad_token_id=tokenizer.pad_token_id,
+                                    max_position_embeddings=max(512, settings["max_seq_len"]),
+                                    **dropout_overrides(settings["dropout"]))
     model = TransformerWithHeads(config)
     model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device)
-    say(f"model: preset {s['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, device {device}, "
-        f"{precision.name}")
-    optimizer = torch.optim.AdamW(optimizer_groups(model, s["weight_decay"], verbose=context.is_main), lr=s["learning_rate"],
-                                  betas=(s["beta1"], s["beta2"]), fused=device.type == "cuda")
-    masker = Masker.for_tokenizer(tokenizer, rate=s["mask_rate"], strategy=s["masking"])
+    say(f"model: preset {settings['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"device {device}, {precision.name}")
+    optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=context.is_main),
+                                  lr=settings["learning_rate"],
+                                  betas=(settings["beta1"], settings["beta2"]), fused=device.type == "cuda")
+    masker = Masker.for_tokenizer(tokenizer, rate=settings["mask_rate"], strategy=settings["masking"])
     step, elapsed = 0, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -171,10 +171,9 @@ def train(s, context, device):
         set_rng_states(checkpoint["rng"])
         precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} ({context.world_size} process(es) now)")
-    if context.distributed:  # each rank its own dropout masks (the data is already split)
-        torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
+    seed_this_rank(settings, context, step)
     train_model = distributed.wrap(model, context, device)  # DDP with several processes
-    train_model = torch.compile(train_model) if s["compile"] else train_model
+    train_model = torch.compile(train_model) if settings["compile"] else train_model
 
     log_path = run_dir / "log.csv"
     columns = ["step", "tokens", "elapsed_s", "learning_rate", "train_loss", "eval_loss", "eval_accuracy", "tokens_per_s"]
@@ -190,30 +189,31 @@ def train(s, context, device):
             return
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-            "tokens": tokens_seen, "settings": s, "config": config.to_dict(), "rng": rng_states(),
+            "tokens": tokens_seen, "settings": settings, "config": config.to_dict(), "rng": rng_states(),
             "scaler": precision.state_dict()})
 
     def progress():
-        return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
+        return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])
 
     # ---- the loop ----
     model.train()
-    bar = ProgressBar(s, step, elapsed, "pretraining", **distributed.quiet(context))
+    bar = ProgressBar(settings, step, elapsed, "pretraining", **distributed.quiet(context))
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
-    try:
+    with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
         while progress() < 1.0:
             started = time.perf_counter()
-            lr = learning_rate_at(progress(), s["learning_rate"], s["warmup_fraction"], s["schedule"])
+            lr = learning_rate_at(progress(), settings["learning_rate"], settings["warmup_fraction"],
+                                  settings["schedule"])
             set_learning_rate(optimizer, lr)
-            rows, epoch = batch_at(step, train_sequences, s["batch_size"], s["seed"])
+            rows, epoch = batch_at(step, train_sequences, settings["batch_size"], settings["seed"])
             input_ids, attention_mask = collate(corpus.ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                                 tokenizer.pad_token_id)
             # The masks of step n depend only on (seed, n), and are drawn for the whole global
             # batch (a few integers per token) before it is shared out: a resumed run, and a run
             # on any number of processes, masks every sequence the same way.
-            masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(s["seed"] * 1_000_003 + step))
+            masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(settings["seed"] * 1_000_003 + step))
             global_count = int((labels != -100).sum())
-            micro_steps = distributed.micro_batches(torch.arange(len(rows)), context, s["accumulation_steps"])
+            micro_steps = distributed.micro_batches(torch.arange(len(rows)), context, settings["accumulation_steps"])
             loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU per micro-step
             for micro, mine in enumerate(micro_steps):  # mine: this rank's rows of this micro-step
                 count = int((labels[mine] != -100).sum())
@@ -226,14 +226,14 @@ def train(s, context, device):
                     precision.backward(loss * distributed.share(count, global_count, context))
                 loss_sum += loss.detach().float() * count
             loss = distributed.mean_over_ranks(loss_sum, context) * context.world_size / global_count
-            precision.step(optimizer, model.parameters(), s["grad_clip"])
+            precision.step(optimizer, model.parameters(), settings["grad_clip"])
             optimizer.zero_grad(set_to_none=True)
             step += 1
             batch_tokens = int(attention_mask.sum())
             tokens_seen += batch_tokens
             duration = time.perf_counter() - started
             elapsed += duration
-            if s["max_minutes"]:  # every rank must agree on when the time is up
+            if settings["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
             recent_loss.append(loss.item())
             recent_tokens += batch_tokens
@@ -241,9 +241,10 @@ def train(s, context, device):
             bar.update(step, elapsed, loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}",
                        epoch=epoch)
 
-            last_step = progress() >= 1.0 or step == s["stop_at_step"]
-            if (step % s["eval_every"] == 0 or last_step) and context.is_main:
-                held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, s, device, precision) \
+            last_step = progress() >= 1.0 or step == settings["stop_at_step"]
+            if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
+                held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, settings, device,
+                                    precision) \
                     if len(held_out_sequences) else None
                 row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
                        *([f"{held_out[0]:.4f}", f"{held_out[1]:.4f}"] if held_out else ["", ""]),
@@ -253,19 +254,12 @@ def train(s, context, device):
                 tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, "
                            + (f"held-out loss {held_out[0]:.3f}, accuracy {held_out[1]:.3f}, " if held_out else "")
                            + f"{recent_tokens / recent_time:.0f} tokens/s")
-                plot_training_log(log_path, run_dir / "loss.png", title=f"MLM pretraining ({s['preset']})")
+                plot_training_log(log_path, run_dir / "loss.png", title=f"MLM pretraining ({settings['preset']})")
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
-            if step % s["checkpoint_every"] == 0 or last_step:
+            if step % settings["checkpoint_every"] == 0 or last_step:
                 write_checkpoint()
-            if step == s["stop_at_step"]:
-                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+            if stop_requested(step, settings, say):
                 return None
-    except KeyboardInterrupt:
-        write_checkpoint()
-        say(f"\ninterrupted at step {step}; checkpoint written to {checkpoint_path}; continue with --resume=true")
-        raise
-    finally:
-        bar.close()
 
     if not context.is_main:
         return out_dir

@@ -205,7 +205,7 @@ def check_collectives():
         distributed.from_rank0(3.5, context)
         distributed.mean_over_ranks([1.0, 2.0], context)
         W = torch.nn.Parameter(torch.randn(8, 8, device="cuda"))
-        gradnorm = GradNorm(2, W, reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
+        gradnorm = GradNorm(2, W, alpha=1.5, lr=0.025, reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
         x = torch.randn(4, 8, device="cuda")
         gradnorm.update([(x @ W).pow(2).mean(), (x @ W).abs().mean()])
         torch.cuda.synchronize()

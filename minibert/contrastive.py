@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from .heads import at_least_float32
 
 
-def info_nce(view_a, view_b, temperature=0.05):
+def info_nce(view_a, view_b, temperature):
     """view_a, view_b: (B, H), row i of each is the same sentence. Returns the mean over
-    rows of -log softmax(cos(a_i, b_*) / tau)[i].
+    rows of -log softmax(cos(a_i, b_*) / tau)[i]. The temperature tau has no default here:
+    train_embedder.py's DEFAULTS sets it (SimCSE used 0.05).
 
     Hand example (tau = 1): a = b = the 2-D unit vectors e1, e2. Cosines are [[1, 0], [0, 1]],
     so each row's loss is -log(e / (e + 1)) = log(1 + 1/e) = 0.3133.
@@ -39,8 +40,9 @@ def cosine_similarity_loss(u, v, scores, max_score=5.0):
     return F.mse_loss(cosine, scores.to(cosine.dtype) / max_score)
 
 
-def cosent_loss(u, v, scores, scale=20.0):
-    """log(1 + sum over (i, j) with score_i > score_j of exp(scale * (cos_j - cos_i)))."""
+def cosent_loss(u, v, scores, scale):
+    """log(1 + sum over (i, j) with score_i > score_j of exp(scale * (cos_j - cos_i))).
+    The scale has no default here: train_embedder.py's DEFAULTS sets it (CoSENT used 20)."""
     cosine = F.cosine_similarity(at_least_float32(u), at_least_float32(v), dim=-1) * scale  # (B,)
     differences = cosine[None, :] - cosine[:, None]  # (B, B): [i, j] = cos_j - cos_i
     ordered = scores[:, None] > scores[None, :]  # (B, B): gold ranks pair i above pair j

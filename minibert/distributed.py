@@ -7,12 +7,15 @@
 
 Started without torchrun, everything here is a no-op: one process, rank 0, world size 1.
 
-How a global batch is shared (the same for every script):
-    the step's global batch of B examples is chosen exactly as in one process (batch_at),
-    cut into `accumulation_steps` micro-steps, and each micro-step's rows are dealt out
-    to the ranks in turn (rank r takes rows r, r + W, r + 2W, ...): a distributed sampler
-    over the batch. So B is the same setting whatever the number of processes, and W
-    processes see exactly the examples one process would.
+How a global batch is shared:
+    the step's global batch of B examples is chosen exactly as in one process, from the
+    step number and the seed (pretraining_data.batch_at in train_mlm.py and train_mtl.py;
+    train_embedder.py shuffles its pairs per epoch the same way), cut into
+    `accumulation_steps` micro-steps (train_embedder.py has none: every row's negatives
+    are the whole batch), and each micro-step's rows are dealt out to the ranks in turn
+    (rank r takes rows r, r + W, r + 2W, ...): a distributed sampler over the batch. So B
+    is the same setting whatever the number of processes, and W processes see exactly the
+    examples one process would.
 Losses that are means over a varying number of items (masked tokens, tagged words) are
 rescaled by `share` so that, once DDP averages the ranks' gradients, the result is the
 gradient of the mean over the whole global batch, as in one process.

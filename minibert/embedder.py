@@ -6,8 +6,12 @@ Transformer -> Pooling(mean) -> Normalize), written with minibert's own parts:
     embedder = SentenceEmbedder.from_pretrained("base-transformer")
     vectors = embedder.encode(["A plane is taking off.", "An air plane is taking off."])
     vectors @ vectors.T   # cosine similarities, since the rows have unit length
+
+`python -m minibert.embedder --model DIR --sts test` prints the similarities of example
+sentences and scores DIR on STS-B (minibert/sts.py).
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from .heads import mean_pool
+from .sts import evaluate_sts
 from .tokenizer import WordPieceTokenizer
 from .transformer_with_heads import TransformerWithHeads
 
@@ -93,7 +98,7 @@ class SentenceEmbedder:
         return a @ b.T
 
 
-# The seed's examples: two about pets, two about markets, two near-paraphrases.
+# The exercise brief's examples: two about pets, two about markets, two near-paraphrases.
 EXAMPLE_SENTENCES = [
     "Cats love knocking things over.",
     "Dogs are friendly animals.",
@@ -135,16 +140,14 @@ def plot_themes(embedder, png_path, title):
 
 
 def main(argv=None):
-    import argparse
-    import json
-    from .sts import evaluate_sts
     parser = argparse.ArgumentParser(description="Sentence embeddings of a model directory: cosine similarities "
                                                  "of example sentences, a 2-D map of themed sentences, STS-B scores.")
     parser.add_argument("--model", required=True, help="directory with config.json, model.safetensors, vocab.txt")
     parser.add_argument("--plot", default=None, help="write the PCA map of themed sentences to this PNG")
     parser.add_argument("--sts", default=None, choices=["train", "dev", "test"], help="evaluate on this STS-B split")
     parser.add_argument("--data_dir", default=None, help="folder holding sts/stsbenchmark (default: MINIBERT_DATA)")
-    parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the seed's examples)")
+    parser.add_argument("--batch_size", type=int, default=64, help="sentences encoded at once")
+    parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the exercise brief's examples)")
     args = parser.parse_args(argv)
     embedder = SentenceEmbedder.from_pretrained(args.model)
     print(f"model: {args.model}")
@@ -153,7 +156,7 @@ def main(argv=None):
         title = "/".join(Path(args.model).parts[-2:]) + ": PCA of mean-pooled embeddings"
         print(f"2-D projection written to {plot_themes(embedder, args.plot, title)}")
     if args.sts:
-        result = evaluate_sts(embedder, args.sts, args.data_dir)
+        result = evaluate_sts(embedder, args.sts, args.data_dir, args.batch_size)
         print(f"STS-B {args.sts}: Spearman x 100 = {100 * result['spearman']:.2f}, "
               f"Pearson x 100 = {100 * result['pearson']:.2f} ({result['pairs']} pairs)")
         print(json.dumps({"model": str(args.model), "split": args.sts, **result}))

@@ -28,7 +28,7 @@ def frozen_heads(model, tasks, steps, batch_size=16, learning_rate=1e-3, warmup_
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     model.train()
     for step in range(steps):
-        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction))
+        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction, "linear"))
         for i, (task, task_features) in enumerate(zip(tasks, features)):
             rows = batch_at(step, np.arange(len(task.data["train"])), batch_size, seed + i)[0]
             loss = task.loss(model, rows, task_features)
@@ -44,7 +44,7 @@ def joint_static(model, tasks, steps, weights, batch_size=16, learning_rate=5e-5
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     model.train()
     for step in range(steps):
-        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction))
+        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction, "linear"))
         losses = []
         for i, task in enumerate(tasks):  # one batch of every task, through the shared encoder
             rows = batch_at(step, np.arange(len(task.data["train"])), batch_size, seed + i)[0]
@@ -67,7 +67,7 @@ def joint_gradnorm(model, tasks, steps, alpha=1.5, weights_lr=0.025, batch_size=
     initial_losses = None
     model.train()
     for step in range(steps):
-        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction))
+        set_learning_rate(optimizer, learning_rate_at(step / steps, learning_rate, warmup_fraction, "linear"))
         losses = []
         for i, task in enumerate(tasks):
             rows = batch_at(step, np.arange(len(task.data["train"])), batch_size, seed + i)[0]

@@ -13,7 +13,7 @@ Three ways to pick:
                   (BERT's whole-word-masking release: predicting "##ing" from "play" is too easy);
   "bernoulli"  -- each token independently with probability `rate` (as many libraries do).
 
-    >>> masker = Masker(vocab_size=10, special_ids=[0, 1, 2, 3], mask_id=3, rate=0.5)
+    >>> masker = Masker(vocab_size=10, special_ids=[0, 1, 2, 3], mask_id=3, rate=0.5, strategy="exact")
     >>> ids = torch.tensor([[1, 5, 6, 7, 8, 2]])        # [CLS] a b c d [SEP]
     >>> masked, labels = masker(ids, torch.Generator().manual_seed(0))
     >>> int((labels != -100).sum())                     # round(0.5 * 4) = 2 picks
@@ -27,9 +27,11 @@ class Masker:
 
     STRATEGIES = ("exact", "whole_word", "bernoulli")
 
-    def __init__(self, vocab_size, special_ids, mask_id, rate=0.15, strategy="exact",
+    def __init__(self, vocab_size, special_ids, mask_id, rate, strategy,
                  continuation_ids=(), max_predictions=None, mask_fraction=0.8, random_fraction=0.1):
-        """special_ids: never picked, never drawn as random replacements.
+        """rate, strategy: no default here; train_mlm.py's DEFAULTS (mask_rate, masking) is
+        the one place they are set (BERT: 15%, exact counts).
+        special_ids: never picked, never drawn as random replacements.
         continuation_ids: ids of "##" pieces, needed by whole-word masking.
         max_predictions: cap on picks per sequence (BERT used 20 for 128 tokens)."""
         if strategy not in self.STRATEGIES:
@@ -72,15 +74,19 @@ class Masker:
 
     def pick_whole_words(self, input_ids, candidates, budget, generator):
         """Words in random order, each taken whole while it still fits in the budget."""
-        word_starts = candidates & ~self.is_continuation[input_ids]
+        # A word starts at every piece without "##", and also at a "##" piece that follows
+        # a special token: a sequence cut from the middle of a document can begin with
+        # "##x", whose head is in the piece before; it is a word of its own, not part of
+        # the next one.
+        after_candidate = torch.zeros_like(candidates)
+        after_candidate[:, 1:] = candidates[:, :-1]
+        word_starts = candidates & (~self.is_continuation[input_ids] | ~after_candidate)
         word_index = torch.cumsum(word_starts.long(), dim=1) - 1  # (B, T): which word a piece belongs to
         picked = torch.zeros_like(candidates)
         for row in range(input_ids.shape[0]):
-            words = word_index[row][candidates[row]]
+            words = word_index[row][candidates[row]]  # >= 0: every candidate has a word start at or before it
             if words.numel() == 0:
                 continue
-            # A "##" piece right after [CLS] has no word start; give it a word of its own.
-            words = words.clamp(min=0)
             sizes = torch.bincount(words)
             taken, chosen = 0, []
             for word in torch.randperm(len(sizes), generator=generator).tolist():
@@ -90,7 +96,7 @@ class Masker:
                     taken += size
                 if taken == budget[row]:
                     break
-            in_chosen = torch.isin(word_index[row].clamp(min=0), torch.tensor(chosen, dtype=torch.long))
+            in_chosen = torch.isin(word_index[row], torch.tensor(chosen, dtype=torch.long))
             picked[row] = candidates[row] & in_chosen
         return picked
 

@@ -8,8 +8,9 @@
    crossing a document boundary, so that [CLS] piece [SEP] fits. A document is cut into
    equal pieces (300 tokens with room for 126 -> 100 + 100 + 100, not 126 + 126 + 48),
    which keeps padding low when a batch is padded to its longest row.
-3. `batches`: the pieces in a seeded random order per epoch, padded into tensors.
-   The order depends only on (seed, epoch), so a resumed run sees the same batches.
+3. `batch_at`: the pieces of a given step, from a seeded random order per epoch that
+   depends only on (seed, epoch), so a resumed run sees the same batches; `collate`
+   puts [CLS] and [SEP] around them and pads them into tensors.
 """
 
 import functools
@@ -122,8 +123,9 @@ class TokenizedCorpus:
     def load(cls, cache):
         return cls(np.load(cache / "ids.npy", mmap_mode="r"), np.load(cache / "starts.npy"))
 
-    def split(self, held_out_fraction=0.01, seed=0):
-        """Two corpora, train and held out, by whole documents chosen at random."""
+    def split(self, held_out_fraction, seed):
+        """Two corpora, train and held out, by whole documents chosen at random (the
+        fraction and the seed come from train_mlm.py's DEFAULTS)."""
         order = np.random.default_rng(seed).permutation(len(self))
         n_held_out = max(1, int(round(len(self) * held_out_fraction))) if len(self) > 1 else 0
         return DocumentSubset(self, np.sort(order[n_held_out:])), DocumentSubset(self, np.sort(order[:n_held_out]))

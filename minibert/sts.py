@@ -5,6 +5,9 @@ STS Benchmark (Cer et al. 2017): pairs scored 0-5 by annotators. The usual measu
 embeddings is Spearman's rank correlation between cosine similarity and the gold score
 (x 100 in papers); the official one is Pearson's. Both are written here from their
 definitions, ties in Spearman getting the average of the ranks they span.
+
+`evaluate_sts` takes anything with an `encode` (a SentenceEmbedder); the command that
+scores a model directory is `python -m minibert.embedder --model DIR --sts test`.
 """
 
 import numpy as np
@@ -72,21 +75,3 @@ def evaluate_sts(embedder, split="test", data_dir=None, batch_size=64):
     b = embedder.encode(second, batch_size=batch_size, normalize=True)
     cosine = (a * b).sum(axis=1)
     return {"spearman": spearman(cosine, gold), "pearson": pearson(cosine, gold), "pairs": len(gold)}
-
-
-def main(argv=None):
-    import argparse
-    import json
-    from .embedder import SentenceEmbedder
-    parser = argparse.ArgumentParser(description="STS Benchmark evaluation of a model directory's embeddings.")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--batch_size", type=int, default=64)
-    args = parser.parse_args(argv)
-    result = evaluate_sts(SentenceEmbedder.from_pretrained(args.model), args.split, args.data_dir, args.batch_size)
-    print(json.dumps({"model": str(args.model), "split": args.split, **result}))
-
-
-if __name__ == "__main__":
-    main()

@@ -53,14 +53,18 @@ class GradNorm:
     Since G_i = w_i ||dL_i/dW|| (w_i > 0), dL_grad/dw_i = sign(G_i - target_i) ||dL_i/dW||:
     a task whose gradient is larger than its target gets a smaller weight. The network
     itself is trained on sum_i w_i L_i with the weights held fixed, so no second-order
-    gradient reaches it; after each step the weights are renormalised to sum to T.
+    gradient reaches it; after each step the weights are renormalised to sum to the
+    number of tasks.
 
     A larger alpha pulls the tasks' training rates together harder; alpha = 0 asks only
     for equal gradient norms.
     """
 
-    def __init__(self, num_tasks, shared_weight, alpha=1.5, lr=0.025, reduce=None):
-        """reduce: under data parallelism, a function that averages a tensor across the
+    def __init__(self, num_tasks, shared_weight, alpha, lr, reduce=None):
+        """alpha, lr (the Adam step of the weights): no default here; train_mtl.py's DEFAULTS
+        (gradnorm_alpha, gradnorm_lr) is the one place they are set. The paper found alpha
+        between 0.5 and 3 to work, 1.5 on NYUv2.
+        reduce: under data parallelism, a function that averages a tensor across the
         processes. Each process holds part of the batch, so its own gradient on W and its
         own loss values are only a share; torch.autograd.grad bypasses DDP's gradient
         averaging, so GradNorm averages explicitly, before taking norms (the norm of the
@@ -99,10 +103,10 @@ class GradNorm:
         loss_values = self.reduce(torch.stack([loss.detach().float() for loss in losses]))
         if self.initial_losses is None:
             self.initial_losses = loss_values.clone()
-        loss_ratios = loss_values / self.initial_losses  # (T,)
-        relative_rates = loss_ratios / loss_ratios.mean()  # (T,)
-        weighted_norms = self.weights * gradient_norms  # (T,) G_i, a function of w only
-        target = (weighted_norms.mean() * relative_rates ** self.alpha).detach()  # (T,) a constant
+        loss_ratios = loss_values / self.initial_losses  # (num_tasks,)
+        relative_rates = loss_ratios / loss_ratios.mean()  # (num_tasks,)
+        weighted_norms = self.weights * gradient_norms  # (num_tasks,) G_i, a function of w only
+        target = (weighted_norms.mean() * relative_rates ** self.alpha).detach()  # (num_tasks,) a constant
         grad_loss = (weighted_norms - target).abs().sum()
         (gradient,) = torch.autograd.grad(grad_loss, self.weights)
         # Kept as tensors: reading them (.item()) would make the GPU wait for every step.
@@ -120,7 +124,7 @@ class GradNorm:
         self.optimizer.step()
         with torch.no_grad():
             # Keep every task switched on (a weight at or below zero would stop its task, or
-            # reverse it), then rescale so the weights sum to T and the total learning rate
+            # reverse it), then rescale so the weights sum to num_tasks and the total learning rate
             # of the network stays what it was.
             self.weights.clamp_(min=1e-3)
             self.weights.mul_(self.num_tasks / self.weights.sum())
@@ -141,24 +145,43 @@ class GradNorm:
 
 
 class Uncertainty(torch.nn.Module):
-    """L = sum_i 0.5 * exp(-s_i) L_i + 0.5 * s_i, with s_i = log sigma_i^2 learned.
+    """L = sum_i c_i * exp(-s_i) * L_i + s_i / 2, with s_i = log sigma_i^2 learned.
 
-    The exp(-s_i) factor lets a task's loss be scaled down; the + s_i term stops every
+    Kendall et al. derive each task's term from its likelihood, so the factor c_i depends
+    on the kind of loss (section 3.2, written with s = log sigma^2, so 1/sigma^2 = exp(-s)
+    and log sigma = s/2):
+
+      "classification"  c = 1:    (1/sigma^2) L + log sigma       (eq. 10, the softmax term;
+                                  cross-entropy, so sentence classification and tagging)
+      "regression"      c = 1/2:  (1/(2 sigma^2)) L + log sigma   (eq. 7, a Gaussian; squared error)
+
+    The exp(-s_i) factor lets a task's loss be scaled down; the s_i / 2 term stops every
     sigma from growing without bound. Learning log sigma^2 rather than sigma keeps it
-    positive and the optimisation stable (Kendall et al., section 3.2). The s_i are
-    trained with the network, by the same optimizer: add `weighting.parameters()` to it.
-    The effective weight of task i is 0.5 * exp(-s_i).
+    positive and the optimisation stable. The s_i are trained with the network, by the
+    same optimizer: add `weighting.parameters()` to it. The effective weight of task i is
+    c_i * exp(-s_i).
     """
 
-    def __init__(self, num_tasks, device=None):
+    FACTORS = {"classification": 1.0, "regression": 0.5}
+
+    def __init__(self, num_tasks, device=None, forms=None):
+        """forms: one of FACTORS per task; by default every task is a classification (the
+        multi-task tasks here are all cross-entropy losses)."""
         super().__init__()
+        forms = list(forms) if forms is not None else ["classification"] * num_tasks
+        if len(forms) != num_tasks or any(form not in self.FACTORS for form in forms):
+            raise ValueError(f"forms must name {num_tasks} of {list(self.FACTORS)}, got {forms}")
+        self.forms = forms
         self.log_variances = torch.nn.Parameter(torch.zeros(num_tasks, device=device))
+        # Not state: a checkpoint holds the log-variances only, the forms come with the constructor.
+        self.register_buffer("factors", torch.tensor([self.FACTORS[form] for form in forms], device=device),
+                             persistent=False)
 
     def combine(self, losses):
-        return sum(0.5 * torch.exp(-s) * loss + 0.5 * s for s, loss in zip(self.log_variances, losses))
+        return sum(c * torch.exp(-s) * loss + 0.5 * s for c, s, loss in zip(self.factors, self.log_variances, losses))
 
     def update(self, losses, loss_scale=1.0):
         return {}
 
     def current_weights(self):
-        return (0.5 * torch.exp(-self.log_variances.detach())).tolist()
+        return (self.factors * torch.exp(-self.log_variances.detach())).tolist()

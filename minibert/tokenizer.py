@@ -21,16 +21,13 @@ hand-picked hard cases and on random Unicode strings.
 Speed comes from caching: encoding a whitespace-separated piece of raw text ("BERT,")
 always gives the same ids, so each distinct piece is normalised and cut once.
 
-`python -m minibert.tokenizer train --files corpus.txt --vocab_size 30522 --out_dir out/`
-learns a vocabulary (minibert/tokenizer_trainer.py) and saves it.
+The vocabulary itself is learned from text in minibert/tokenizer_trainer.py
+(`python -m minibert.tokenizer_trainer --files corpus.txt --vocab_size 30522 --out_dir out/`).
 """
 
-import argparse
-import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 from minibert.normalization import pre_tokenize_piece, split_pieces
@@ -40,7 +37,6 @@ CONTINUATION_PREFIX = "##"
 MAX_INPUT_CHARS_PER_WORD = 100
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
-TRAINING_RECORD = "trained_with.json"  # how a run's vocabulary was trained: reused only for the same
 
 # Rust's WordPiece decoder tidies the space before these when it joins pieces.
 _DECODE_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
@@ -87,13 +83,30 @@ def wordpiece(word: str, vocab: dict[str, int], unk_token: str = "[UNK]",
     return pieces
 
 
-def load_vocab(path: str | os.PathLike) -> list[str]:
-    """Read BERT's vocab.txt: one token a line, the line number is the id.
+def check_vocab(tokens: list[str], source: str = "the vocabulary") -> None:
+    """The one check of a vocabulary, from a file or a list: not empty, no empty token (it
+    could never match), no token twice (two ids for one string), every special token
+    there. A ValueError names the line of vocab.txt (the id + 1) and says what to fix."""
+    if not tokens:
+        raise ValueError(f"{source}: the vocabulary is empty. Train one (python -m minibert.tokenizer_trainer ...) "
+                         f"or point to a BERT {VOCAB_FILE}.")
+    first_line = {}
+    for line_number, token in enumerate(tokens, start=1):
+        if token == "":
+            raise ValueError(f"{source}: line {line_number} is empty; every line must hold one token.")
+        if token in first_line:
+            raise ValueError(f"{source}: token {token!r} is on line {first_line[token]} and again on line "
+                             f"{line_number}; each token must appear once (its line number is its id + 1).")
+        first_line[token] = line_number
+    missing = [token for token in SPECIAL_TOKENS if token not in first_line]
+    if missing:
+        raise ValueError(f"{source}: the special tokens {missing} are missing; a BERT vocabulary needs all of "
+                         f"{list(SPECIAL_TOKENS)}.")
 
-    Fails with a ValueError that says what to fix on an empty file, an empty line
-    (an empty token cannot be matched), a duplicate token (two ids for one string) or
-    a missing special token.
-    """
+
+def load_vocab(path: str | os.PathLike) -> list[str]:
+    """Read BERT's vocab.txt: one token a line, the line number is the id (+ 1), checked
+    by `check_vocab` with the file's name in any error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no vocabulary file here. A WordPiece vocab is a text file, "
@@ -107,21 +120,7 @@ def load_vocab(path: str | os.PathLike) -> list[str]:
     tokens = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if tokens and tokens[-1] == "":
         tokens.pop()
-    if not tokens:
-        raise ValueError(f"{path}: the vocabulary is empty. Train one (python -m minibert.tokenizer train ...) "
-                         f"or point to a BERT {VOCAB_FILE}.")
-    first_line = {}
-    for line_number, token in enumerate(tokens, start=1):
-        if token == "":
-            raise ValueError(f"{path}: line {line_number} is empty; every line must hold one token.")
-        if token in first_line:
-            raise ValueError(f"{path}: token {token!r} is on line {first_line[token]} and again on line "
-                             f"{line_number}; each token must appear once (its line number is its id).")
-        first_line[token] = line_number
-    missing = [token for token in SPECIAL_TOKENS if token not in first_line]
-    if missing:
-        raise ValueError(f"{path}: the special tokens {missing} are missing; a BERT vocabulary needs all of "
-                         f"{list(SPECIAL_TOKENS)}.")
+    check_vocab(tokens, str(path))
     return tokens
 
 
@@ -136,12 +135,8 @@ class WordPieceTokenizer:
     def __init__(self, vocab: list[str], do_lower_case: bool = True, model_max_length: int = 512,
                  max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD):
         self.ids_to_tokens = list(vocab)
+        check_vocab(self.ids_to_tokens)
         self.vocab = {token: token_id for token_id, token in enumerate(self.ids_to_tokens)}
-        if len(self.vocab) != len(self.ids_to_tokens):
-            raise ValueError("the vocabulary has duplicate tokens; each token needs exactly one id")
-        missing = [token for token in SPECIAL_TOKENS if token not in self.vocab]
-        if missing:
-            raise ValueError(f"the vocabulary lacks the special tokens {missing}")
         self.do_lower_case = do_lower_case
         self.model_max_length = model_max_length
         self.max_input_chars_per_word = max_input_chars_per_word
@@ -445,89 +440,3 @@ def write_atomically(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-# ------------------------------------------------------------------------------- training
-
-
-def train_tokenizer(files, vocab_size: int = 30522, min_frequency: int = 2, limit_alphabet: int | None = 1000,
-                    algorithm: str = "bpe", do_lower_case: bool = True, errors: str = "strict",
-                    show_progress: bool = True) -> WordPieceTokenizer:
-    """Learn a vocabulary from text files (one or more; read line by line, UTF-8) and
-    return the tokenizer that uses it. See minibert/tokenizer_trainer.py for the
-    algorithms ("bpe": the merges Hugging Face's trainer runs; "likelihood": the
-    WordPiece paper's score)."""
-    from minibert.tokenizer_trainer import WordPieceTrainer
-
-    trainer = WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-                               special_tokens=SPECIAL_TOKENS, algorithm=algorithm, do_lower_case=do_lower_case,
-                               show_progress=show_progress)
-    vocab = trainer.train(files, errors=errors)
-    # The trainer keeps every special token and character (as the Rust one does), so a
-    # vocab_size below their number would silently give a larger vocabulary than asked.
-    if len(vocab) > vocab_size:
-        raise ValueError(f"--vocab_size={vocab_size} is below the {len(vocab)} tokens this text needs before any "
-                         f"merge (the special tokens and the alphabet, bare and ##): ask for at least {len(vocab)}")
-    return WordPieceTokenizer(vocab, do_lower_case=do_lower_case)
-
-
-def train_or_reuse_tokenizer(directory, files, vocab_size: int, errors: str = "strict",
-                             retrain: bool = False) -> WordPieceTokenizer:
-    """The tokenizer saved in `directory` if it was trained on the same text with the same
-    settings (its trained_with.json says so); else one trained on `files` and saved there.
-    A directory holding a tokenizer trained otherwise is an error unless `retrain`: reusing
-    it would silently ignore the --vocab_size or --corpus asked for."""
-    directory = Path(directory)
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
-                digest.update(chunk)
-    wanted = {"vocab_size": vocab_size, "errors": errors, "corpus_sha256": digest.hexdigest()}
-    if (directory / VOCAB_FILE).is_file() and not retrain:
-        try:
-            recorded = json.loads((directory / TRAINING_RECORD).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            recorded = None
-        if recorded == wanted:
-            return WordPieceTokenizer.from_pretrained(directory)
-        if not isinstance(recorded, dict):
-            differences = f"no {TRAINING_RECORD} says how it was trained"
-        else:
-            differences = ", ".join(
-                ("on other text" if key == "corpus_sha256" else f"{key}={recorded.get(key)!r} (asked {value!r})")
-                for key, value in wanted.items() if recorded.get(key) != value)
-        raise FileExistsError(f"{directory} holds a tokenizer trained otherwise ({differences}): use another "
-                              f"--run_dir, or --overwrite=true to train a new one")
-    print(f"training a WordPiece vocabulary of {vocab_size} on {[str(p) for p in files]}")
-    tokenizer = train_tokenizer(files, vocab_size=vocab_size, errors=errors)
-    tokenizer.save_pretrained(directory)
-    write_atomically(directory / TRAINING_RECORD, json.dumps(wanted, indent=2) + "\n")
-    return tokenizer
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m minibert.tokenizer",
-                                     description="Train a WordPiece vocabulary (writes vocab.txt and tokenizer_config.json).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="learn a vocabulary from text files")
-    train.add_argument("--files", nargs="+", required=True, help="UTF-8 text files, read line by line")
-    train.add_argument("--out_dir", required=True, help="where to write vocab.txt and tokenizer_config.json")
-    train.add_argument("--vocab_size", type=int, default=30522)
-    train.add_argument("--min_frequency", type=int, default=2, help="pairs seen fewer times are never merged")
-    train.add_argument("--limit_alphabet", type=int, default=1000,
-                       help="keep only this many most frequent characters (0: keep all)")
-    train.add_argument("--algorithm", choices=("bpe", "likelihood"), default="bpe")
-    train.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase, strip accents)")
-    train.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict",
-                       help="what to do with bytes that are not UTF-8 (default: stop with an error)")
-    args = parser.parse_args(argv)
-    tokenizer = train_tokenizer(args.files, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
-                                limit_alphabet=args.limit_alphabet or None, algorithm=args.algorithm,
-                                do_lower_case=not args.cased, errors=args.errors)
-    tokenizer.save_pretrained(args.out_dir)
-    print(f"wrote {Path(args.out_dir) / VOCAB_FILE} ({tokenizer.vocab_size} tokens) and {CONFIG_FILE}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

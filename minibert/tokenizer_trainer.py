@@ -41,24 +41,38 @@ smaller ids, which is the Rust rule; the alphabet: by frequency, then code point
 Rust trainer is not deterministic: it numbers the "##c" tokens in hash-map order, which
 changes from run to run, and that order then decides its count ties.
 
-Speed: pair counts are kept up to date incrementally. An index from each pair to the
-words that contain it means a merge only touches those words; a heap with lazy deletion
-finds the best pair. The full 75 MB arXiv corpus trains a 30k vocabulary in minutes.
+Two trainers, the same vocabulary (tests/test_tokenizer_trainer.py checks they agree):
+`learn_vocab_simple` is the algorithm as the paragraphs above tell it, recounting every
+pair before every merge (minbpe's basic.py, for WordPiece) - read it first; it is fine
+for a few thousand words. `learn_vocab` keeps the pair counts up to date incrementally:
+an index from each pair to the words that contain it means a merge only touches those
+words, and a heap with lazy deletion finds the best pair. The full 75 MB arXiv corpus
+trains a 30k vocabulary in minutes. With `verbose=True` both print each merge.
+
+    python -m minibert.tokenizer_trainer --files corpus.txt --vocab_size 30522 --out_dir my-vocab
+
+trains a `WordPieceTokenizer` and saves it (vocab.txt, tokenizer_config.json).
 """
 
+import argparse
+import hashlib
 import heapq
+import json
 import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm import tqdm
 
 from minibert.normalization import pre_tokenize_piece, split_pieces
+from minibert.tokenizer import (CONFIG_FILE, CONTINUATION_PREFIX, SPECIAL_TOKENS, VOCAB_FILE, WordPieceTokenizer,
+                                write_atomically)
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-CONTINUATION_PREFIX = "##"
 ALGORITHMS = ("bpe", "likelihood")
+TRAINING_RECORD = "trained_with.json"  # how a run's vocabulary was trained: reused only for the same
 
 
 # ---------------------------------------------------------------------------------------
@@ -157,7 +171,7 @@ def initial_vocab_and_words(word_counts: dict[str, int], special_tokens, limit_a
 
 
 # ---------------------------------------------------------------------------------------
-# Merging
+# One merge, and which pair to merge
 
 
 def merge_pair_in_word(symbols: list[int], left: int, right: int, merged: int):
@@ -183,6 +197,96 @@ def merge_pair_in_word(symbols: list[int], left: int, right: int, merged: int):
             result.append(symbols[i])
             i += 1
     return result, changes
+
+
+def merge_priority(pair: tuple[int, int], pair_counts, token_counts, algorithm: str):
+    """The sort key of a candidate pair: the pair to merge has the smallest. "bpe": most
+    frequent first; "likelihood": highest count(ab) / (count(a) * count(b)) first, then the
+    more frequent. Ties go to the pair of older tokens (smaller ids), the Rust rule.
+
+    >>> pair_counts, token_counts = {(5, 6): 9, (6, 7): 9}, {5: 17, 6: 9, 7: 9}
+    >>> merge_priority((5, 6), pair_counts, token_counts, "bpe") < merge_priority((6, 7), pair_counts, token_counts, "bpe")
+    True
+    >>> merge_priority((5, 6), pair_counts, token_counts, "likelihood")  # 9 / (17 * 9) = 1/17
+    (-0.058823529411764705, -9, (5, 6))
+    """
+    count = pair_counts[pair]
+    if algorithm == "bpe":
+        return (-count, pair)
+    return (-count / (token_counts[pair[0]] * token_counts[pair[1]]), -count, pair)
+
+
+def merged_token(vocab: list[str], pair: tuple[int, int]) -> str:
+    """The string of a merged pair: l + ##o -> lo, ##o + ##w -> ##ow."""
+    return vocab[pair[0]] + vocab[pair[1]].removeprefix(CONTINUATION_PREFIX)
+
+
+def say_merge(number: int, total: int, vocab: list[str], pair: tuple[int, int], count: int, note: str = "") -> None:
+    """One line of verbose training, as minbpe prints it: merge 1/4: ##e + ##s -> ##es (9 times)."""
+    print(f"merge {number}/{total}: {vocab[pair[0]]} + {vocab[pair[1]]} -> {merged_token(vocab, pair)} "
+          f"({count} times{note})")
+
+
+# ---------------------------------------------------------------------------------------
+# The simple trainer: recount every pair before every merge
+
+
+def learn_vocab_simple(word_counts: dict[str, int], vocab_size: int, min_frequency: int, limit_alphabet: int | None,
+                       special_tokens=SPECIAL_TOKENS, algorithm: str = "bpe", verbose: bool = False,
+                       stop_at_tie: bool = False) -> list[str]:
+    """The vocabulary (tokens in id order), by the textbook loop: count, pick, merge, repeat.
+
+    Each merge recounts every pair over every word, so this is slow (time grows with
+    merges x corpus) and `learn_vocab` below exists; it gives the same vocabulary.
+    stop_at_tie: stop before the first merge that a tie decides (two pairs with the same
+    priority but for their ids) or that makes a token already there. Up to that point the
+    Rust trainer's result is defined too: the parity tests train that far.
+
+    >>> vocab = learn_vocab_simple({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 27, 1, None, verbose=True)
+    merge 1/4: ##e + ##s -> ##es (9 times, a tie: older tokens first)
+    merge 2/4: ##es + ##t -> ##est (9 times)
+    merge 3/4: l + ##o -> lo (7 times, a tie: older tokens first)
+    merge 4/4: lo + ##w -> low (7 times)
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm={algorithm!r}: choose one of {ALGORITHMS}")
+    vocab, words, counts = initial_vocab_and_words(word_counts, special_tokens, limit_alphabet)
+    token_ids = {token: token_id for token_id, token in enumerate(vocab)}
+    total = max(vocab_size - len(vocab), 0)
+    merges = 0
+    while len(vocab) < vocab_size:
+        # count
+        pair_counts, token_counts = Counter(), Counter()
+        for symbols, count in zip(words, counts):
+            for token in symbols:
+                token_counts[token] += count
+            for pair in zip(symbols, symbols[1:]):
+                pair_counts[pair] += count
+        # pick
+        candidates = sorted((pair for pair, count in pair_counts.items() if count >= max(min_frequency, 1)),
+                            key=lambda pair: merge_priority(pair, pair_counts, token_counts, algorithm))
+        if not candidates:
+            break
+        best = candidates[0]
+        tied = len(candidates) > 1 and (merge_priority(candidates[1], pair_counts, token_counts, algorithm)[:-1]
+                                        == merge_priority(best, pair_counts, token_counts, algorithm)[:-1])
+        new_token = merged_token(vocab, best)
+        if stop_at_tie and (tied or new_token in token_ids):
+            break
+        merges += 1
+        if verbose:
+            say_merge(merges, total, vocab, best, pair_counts[best], ", a tie: older tokens first" if tied else "")
+        # merge (a string made before from another pair keeps its id, as in `learn_vocab`)
+        merged = token_ids.get(new_token)
+        if merged is None:
+            merged = token_ids[new_token] = len(vocab)
+            vocab.append(new_token)
+        words = [merge_pair_in_word(symbols, *best, merged)[0] for symbols in words]
+    return vocab
+
+
+# ---------------------------------------------------------------------------------------
+# The fast trainer: counts kept up to date, a heap to find the best pair
 
 
 class PairStatistics:
@@ -248,13 +352,13 @@ class PairStatistics:
         self.token_pairs[pair[1]].discard(pair)
 
 
-def learn_vocab(word_counts: dict[str, int], vocab_size: int = 30522, min_frequency: int = 2,
-                limit_alphabet: int | None = 1000, special_tokens=SPECIAL_TOKENS, algorithm: str = "bpe",
-                show_progress: bool = False) -> list[str]:
-    """The vocabulary (tokens in id order) learned from word counts; see the module
-    docstring for the two algorithms. Stops at `vocab_size` tokens, or earlier when no
-    pair is seen at least `min_frequency` times. The specials and the whole alphabet are
-    always kept, even if they alone exceed `vocab_size`."""
+def learn_vocab(word_counts: dict[str, int], vocab_size: int, min_frequency: int, limit_alphabet: int | None,
+                special_tokens=SPECIAL_TOKENS, algorithm: str = "bpe", show_progress: bool = False,
+                verbose: bool = False) -> list[str]:
+    """The vocabulary (tokens in id order) learned from word counts, the same as
+    `learn_vocab_simple`'s, fast. Stops at `vocab_size` tokens, or earlier when no pair is
+    seen at least `min_frequency` times. The specials and the whole alphabet are always
+    kept, even if they alone exceed `vocab_size`."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm={algorithm!r}: choose one of {ALGORITHMS}")
     if not word_counts:
@@ -264,18 +368,15 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int = 30522, min_freque
     token_ids = {token: token_id for token_id, token in enumerate(vocab)}
     stats = PairStatistics(words, counts, len(vocab))
 
-    if algorithm == "bpe":
-        def priority(pair):  # heapq pops the smallest: most frequent first, then older tokens
-            return (-stats.pair_counts[pair], pair)
-    else:
-        def priority(pair):  # highest score first, then the more frequent pair, then older tokens
-            count = stats.pair_counts[pair]
-            return (-count / (stats.token_counts[pair[0]] * stats.token_counts[pair[1]]), -count, pair)
+    def priority(pair):  # heapq pops the smallest, as merge_priority wants
+        return merge_priority(pair, stats.pair_counts, stats.token_counts, algorithm)
 
     min_frequency = max(min_frequency, 1)
     heap = [(priority(pair), pair) for pair, count in stats.pair_counts.items() if count >= min_frequency]
     heapq.heapify(heap)
-    progress = tqdm(total=max(vocab_size - len(vocab), 0), desc=f"merges ({algorithm})", disable=not show_progress)
+    total = max(vocab_size - len(vocab), 0)
+    progress = tqdm(total=total, desc=f"merges ({algorithm})", disable=not show_progress)
+    merges = 0
     while len(vocab) < vocab_size and heap:
         key, pair = heapq.heappop(heap)
         count = stats.pair_counts.get(pair, 0)
@@ -285,8 +386,10 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int = 30522, min_freque
         if current != key:  # stale entry: file it under its current priority
             heapq.heappush(heap, (current, pair))
             continue
-        left, right = (vocab[token_id] for token_id in pair)
-        new_token = left + right.removeprefix(CONTINUATION_PREFIX)
+        merges += 1
+        if verbose:
+            say_merge(merges, total, vocab, pair, count)
+        new_token = merged_token(vocab, pair)
         # The same string can come from two different pairs (##a + ##bc, ##ab + ##c);
         # like the Rust trainer we then reuse its id and the vocabulary does not grow.
         merged = token_ids.get(new_token)
@@ -308,7 +411,8 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int = 30522, min_freque
 
 @dataclass
 class WordPieceTrainer:
-    """Settings of a training run, and the two ways to feed it text.
+    """Settings of a training run (their defaults, the one place they are written), and
+    the two ways to feed it text.
 
     >>> trainer = WordPieceTrainer(vocab_size=30, min_frequency=1, show_progress=False)
     >>> vocab = trainer.train_from_iterator(["low lower newest widest"] * 3)
@@ -323,13 +427,94 @@ class WordPieceTrainer:
     algorithm: str = "bpe"
     do_lower_case: bool = True
     show_progress: bool = True
+    verbose: bool = False
 
     def train_from_iterator(self, texts: Iterable[str]) -> list[str]:
         if isinstance(texts, str):
             texts = [texts]
         word_counts = count_words(texts, self.do_lower_case, self.show_progress)
         return learn_vocab(word_counts, self.vocab_size, self.min_frequency, self.limit_alphabet,
-                           self.special_tokens, self.algorithm, self.show_progress)
+                           self.special_tokens, self.algorithm, self.show_progress, self.verbose)
 
     def train(self, files, errors: str = "strict") -> list[str]:
         return self.train_from_iterator(read_lines(files, errors))
+
+
+# ---------------------------------------------------------------------------------------
+# A tokenizer from files, and the command line
+
+
+def train_tokenizer(files, errors: str = "strict", **settings) -> WordPieceTokenizer:
+    """Learn a vocabulary from text files (one or more; read line by line, UTF-8) and
+    return the tokenizer that uses it. `settings` are WordPieceTrainer's (vocab_size,
+    min_frequency, limit_alphabet, algorithm, do_lower_case, show_progress, verbose)."""
+    trainer = WordPieceTrainer(**settings)
+    vocab = trainer.train(files, errors=errors)
+    # The trainer keeps every special token and character (as the Rust one does), so a
+    # vocab_size below their number would silently give a larger vocabulary than asked.
+    if len(vocab) > trainer.vocab_size:
+        raise ValueError(f"--vocab_size={trainer.vocab_size} is below the {len(vocab)} tokens this text needs before "
+                         f"any merge (the special tokens and the alphabet, bare and ##): ask for at least {len(vocab)}")
+    return WordPieceTokenizer(vocab, do_lower_case=trainer.do_lower_case)
+
+
+def train_or_reuse_tokenizer(directory, files, vocab_size: int, errors: str = "strict",
+                             retrain: bool = False) -> WordPieceTokenizer:
+    """The tokenizer saved in `directory` if it was trained on the same text with the same
+    settings (its trained_with.json says so); else one trained on `files` and saved there.
+    A directory holding a tokenizer trained otherwise is an error unless `retrain`: reusing
+    it would silently ignore the --vocab_size or --corpus asked for."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+    wanted = {"vocab_size": vocab_size, "errors": errors, "corpus_sha256": digest.hexdigest()}
+    if (directory / VOCAB_FILE).is_file() and not retrain:
+        try:
+            recorded = json.loads((directory / TRAINING_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if recorded == wanted:
+            return WordPieceTokenizer.from_pretrained(directory)
+        if not isinstance(recorded, dict):
+            differences = f"no {TRAINING_RECORD} says how it was trained"
+        else:
+            differences = ", ".join(
+                ("on other text" if key == "corpus_sha256" else f"{key}={recorded.get(key)!r} (asked {value!r})")
+                for key, value in wanted.items() if recorded.get(key) != value)
+        raise FileExistsError(f"{directory} holds a tokenizer trained otherwise ({differences}): use another "
+                              f"--run_dir, or --overwrite=true to train a new one")
+    print(f"training a WordPiece vocabulary of {vocab_size} on {[str(p) for p in files]}")
+    tokenizer = train_tokenizer(files, vocab_size=vocab_size, errors=errors)
+    tokenizer.save_pretrained(directory)
+    write_atomically(directory / TRAINING_RECORD, json.dumps(wanted, indent=2) + "\n")
+    return tokenizer
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minibert.tokenizer_trainer",
+                                     description="Train a WordPiece vocabulary (writes vocab.txt and tokenizer_config.json).")
+    parser.add_argument("--files", nargs="+", required=True, help="UTF-8 text files, read line by line")
+    parser.add_argument("--out_dir", required=True, help="where to write vocab.txt and tokenizer_config.json")
+    parser.add_argument("--vocab_size", type=int, default=WordPieceTrainer.vocab_size)
+    parser.add_argument("--min_frequency", type=int, default=WordPieceTrainer.min_frequency,
+                        help="pairs seen fewer times are never merged")
+    parser.add_argument("--limit_alphabet", type=int, default=WordPieceTrainer.limit_alphabet,
+                        help="keep only this many most frequent characters (0: keep all)")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default=WordPieceTrainer.algorithm)
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase, strip accents)")
+    parser.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict",
+                        help="what to do with bytes that are not UTF-8 (default: stop with an error)")
+    parser.add_argument("--verbose", action="store_true", help="print every merge as it is made")
+    args = parser.parse_args(argv)
+    tokenizer = train_tokenizer(args.files, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                                limit_alphabet=args.limit_alphabet or None, algorithm=args.algorithm,
+                                do_lower_case=not args.cased, errors=args.errors, verbose=args.verbose)
+    tokenizer.save_pretrained(args.out_dir)
+    print(f"wrote {Path(args.out_dir) / VOCAB_FILE} ({tokenizer.vocab_size} tokens) and {CONFIG_FILE}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,14 @@
-"""The small pieces every training script shares: the device, the learning-rate schedule,
-optimizer groups, RNG states and atomic checkpoints. The loops themselves stay in the
-scripts (train_mlm.py, train_embedder.py, train_mtl.py), flat and readable."""
+"""The small pieces the training scripts share: the settings' ranges, the device, the
+learning-rate schedule, optimizer groups, RNG states, atomic checkpoints and resume,
+mixed precision and the progress bar. Each script (train_mlm.py, train_embedder.py,
+train_mtl.py) keeps its own training loop."""
 
+import contextlib
 import math
 import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,8 +69,9 @@ def pick_device(name="auto"):
     return torch.device("cpu")
 
 
-def learning_rate_at(progress, peak, warmup_fraction, schedule="linear"):
-    """Linear warm-up to `peak`, then linear or cosine decay to zero; progress in [0, 1]."""
+def learning_rate_at(progress, peak, warmup_fraction, schedule):
+    """Linear warm-up to `peak`, then linear or cosine decay to zero; progress in [0, 1].
+    The scripts' DEFAULTS choose the schedule ("linear" or "cosine")."""
     if schedule not in ("linear", "cosine"):
         raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
     if progress < warmup_fraction:
@@ -307,3 +311,49 @@ class ProgressBar:
 
     def close(self):
         self.bar.close()
+
+
+# ---- the start and the end of a run, the same in every script ----
+
+def begin_run(settings, context, device):
+    """What every training script does first: check the settings that only code can check
+    (the schedule, the dtype) before any work, set the CPU threads, make run_dir, seed.
+    Returns (run_dir, precision, say); say prints on rank 0 only, which speaks for all."""
+    learning_rate_at(0.5, 1.0, settings["warmup_fraction"], settings["schedule"])  # rejects a bad --schedule
+    precision = Precision(settings["dtype"], device)  # rejects a bad --dtype
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    run_dir = Path(settings["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings["seed"])
+    say = print if context.is_main else (lambda *args, **kwargs: None)
+    return run_dir, precision, say
+
+
+def seed_this_rank(settings, context, step):
+    """Under torchrun each rank draws its own dropout masks (the data is already split), from
+    a seed that depends on the step, so a resumed run draws what it would have drawn."""
+    if context.distributed:
+        torch.manual_seed(settings["seed"] * 1_000_003 + 7919 * context.rank + step)
+
+
+def stop_requested(step, settings, say):
+    """--stop_at_step: end the run after that step, as an interruption would."""
+    if step != settings["stop_at_step"]:
+        return False
+    say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+    return True
+
+
+@contextlib.contextmanager
+def checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
+    """Around a training loop: Ctrl-C writes a checkpoint first, so the run resumes from the
+    step it reached; the progress bar is closed however the loop ends."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        write_checkpoint()
+        say(f"\ninterrupted; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        raise
+    finally:
+        bar.close()

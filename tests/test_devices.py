@@ -25,7 +25,7 @@ def meta_losses(shared_weight):
 
 def test_gradnorm_follows_the_shared_weights_device():
     W = torch.nn.Parameter(torch.randn(5, 3, device=META))
-    gradnorm = GradNorm(2, W)
+    gradnorm = GradNorm(2, W, alpha=1.5, lr=0.025)
     assert gradnorm.weights.device == META
     losses = meta_losses(W)
     gradient = gradnorm.weight_gradient(losses)  # weights (T,) times gradient norms (T,): same device

@@ -20,8 +20,9 @@ def make_batch(batch=64, seq=40, seed=0):
     return ids, lengths
 
 
-def masker(**kwargs):
-    return Masker(VOCAB, special_ids=[PAD, UNK, CLS, SEP, MASK], mask_id=MASK, continuation_ids=CONTINUATION, **kwargs)
+def masker(rate=0.15, strategy="exact", **kwargs):
+    return Masker(VOCAB, special_ids=[PAD, UNK, CLS, SEP, MASK], mask_id=MASK, rate=rate, strategy=strategy,
+                  continuation_ids=CONTINUATION, **kwargs)
 
 
 @pytest.mark.parametrize("rate", [0.15, 0.4])
@@ -90,6 +91,19 @@ def test_whole_words_are_masked_together():
     assert picked.sum() > 0.8 * budget.sum()  # words fill most of the budget
 
 
+def test_a_leading_continuation_piece_is_a_word_of_its_own():
+    """A piece cut from the middle of a document can start with "##x": that piece is a word
+    (its head is in the piece before), not a part of the unrelated word after it."""
+    ids = torch.tensor([[CLS, 40, 5, 6, SEP]])  # [CLS] ##x a b [SEP]: three one-token words
+    picked_alone = torch.zeros(5, dtype=torch.long)
+    for seed in range(60):
+        _, labels = masker(rate=0.34, strategy="whole_word")(ids, torch.Generator().manual_seed(seed))  # budget 1
+        picked = labels[0] != -100
+        assert picked.sum() == 1
+        picked_alone += picked.long()
+    assert (picked_alone[1:4] > 0).all(), picked_alone  # each of ##x, a, b is masked on its own sometimes
+
+
 def test_same_seed_same_masks_and_input_untouched():
     ids, _ = make_batch()
     original = ids.clone()
@@ -118,4 +132,4 @@ def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         masker(**kwargs)
     with pytest.raises(ValueError, match="continuation_ids"):
-        Masker(VOCAB, [0], MASK, strategy="whole_word")
+        Masker(VOCAB, [0], MASK, rate=0.15, strategy="whole_word")

@@ -97,7 +97,7 @@ def overfit_losses(tokenizer, steps=40):
     model = TransformerWithHeads(config)
     model.add_head("mlm", MaskedLanguageModelingHead(config))
     batch = tokenizer([" ".join(WORDS[i:i + 12]) for i in range(0, 24, 3)], return_tensors="pt")
-    masked, labels = Masker.for_tokenizer(tokenizer, rate=0.3)(batch["input_ids"], torch.Generator().manual_seed(0))
+    masked, labels = Masker.for_tokenizer(tokenizer, rate=0.3, strategy="exact")(batch["input_ids"], torch.Generator().manual_seed(0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(steps):

@@ -28,7 +28,7 @@ TINY = {
     "bench/mtl_experiment.py": "--max_steps=2 --batch_size=4 --arxiv_train_limit=32 --eval_limit=16 --eval_every=2 "
                                "--cls_max_length=32 --out=grid --results=RESULTS.md --figures=img",
     "minibert.embedder": "",   # argparse; already small (a tiny model on STS-B test)
-    "minibert.tokenizer": "",  # trains on the scratch corpus.txt
+    "minibert.tokenizer_trainer": "",  # trains on the scratch corpus.txt
 }
 
 

@@ -326,7 +326,7 @@ def test_a_run_reuses_its_tokenizer_only_when_asked_the_same(tiny_corpus, monkey
     shutil.rmtree(tiny_corpus / "run" / "out")
     with pytest.raises(FileExistsError, match=r"holds a tokenizer trained otherwise \(vocab_size=80 \(asked 120\)\)"):
         mlm(tiny_corpus, "--vocab=none", "--vocab_size=120", "--max_steps=1")
-    monkeypatch.setattr("minibert.tokenizer.train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr("minibert.tokenizer_trainer.train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
     mlm(tiny_corpus, "--vocab=none", "--vocab_size=80", "--max_steps=1")  # the same settings: reused
     monkeypatch.undo()
     shutil.rmtree(tiny_corpus / "run" / "out")

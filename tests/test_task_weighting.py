@@ -1,5 +1,7 @@
 """GradNorm against its closed form, and the invariants the paper states."""
 
+import math
+
 import pytest
 import torch
 
@@ -23,7 +25,7 @@ def two_task_network(seed=0):
 def test_weight_gradient_equals_the_closed_form():
     shared, heads, losses = two_task_network()
     W = shared[2].weight
-    gradnorm = GradNorm(2, W, alpha=1.5)
+    gradnorm = GradNorm(2, W, alpha=1.5, lr=0.025)
     with torch.no_grad():
         gradnorm.weights.copy_(torch.tensor([0.7, 1.3]))
     first = losses()
@@ -72,7 +74,7 @@ def test_network_gradients_are_those_of_the_plain_weighted_loss():
     """GradNorm's own step must leave no trace in the network's gradients."""
     shared, heads, losses = two_task_network()
     params = list(shared.parameters()) + list(heads.parameters())
-    gradnorm = GradNorm(2, shared[2].weight)
+    gradnorm = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     with torch.no_grad():
         gradnorm.weights.copy_(torch.tensor([0.4, 1.6]))
     weights_used = gradnorm.current_weights()
@@ -92,22 +94,31 @@ def test_network_gradients_are_those_of_the_plain_weighted_loss():
 
 def test_gradnorm_state_round_trip():
     shared, _, losses = two_task_network()
-    gradnorm = GradNorm(2, shared[2].weight)
+    gradnorm = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     gradnorm.update(losses())
-    again = GradNorm(2, shared[2].weight)
+    again = GradNorm(2, shared[2].weight, alpha=1.5, lr=0.025)
     again.load_state_dict(gradnorm.state_dict())
     assert again.current_weights() == gradnorm.current_weights()
     assert torch.equal(again.initial_losses, gradnorm.initial_losses)
 
 
-def test_uncertainty_weighting_by_hand():
-    weighting = Uncertainty(2)
-    with torch.no_grad():
-        weighting.log_variances.copy_(torch.tensor([0.0, 2.0]))
+def test_uncertainty_weighting_is_kendall_et_al_form():
+    """Written with sigma, as in the paper: a classification term (1/sigma^2) L + log sigma
+    (eq. 10), a regression term (1/(2 sigma^2)) L + log sigma (eq. 7). By default every task
+    is a classification, as the cross-entropy tasks here are."""
+    sigma_squared = [1.0, math.e ** 2]  # log sigma^2 = 0 and 2
     losses = [torch.tensor(3.0), torch.tensor(5.0)]
-    expected = 0.5 * 3.0 + 0.0 + 0.5 * torch.exp(torch.tensor(-2.0)) * 5.0 + 1.0
-    assert torch.allclose(weighting.combine(losses), expected)
-    assert weighting.current_weights() == pytest.approx([0.5, 0.5 * torch.exp(torch.tensor(-2.0)).item()])
+    classification = [loss.item() / s2 + math.log(math.sqrt(s2)) for loss, s2 in zip(losses, sigma_squared)]
+    regression = [loss.item() / (2 * s2) + math.log(math.sqrt(s2)) for loss, s2 in zip(losses, sigma_squared)]
+    for forms, terms in ((None, classification), (["classification", "regression"], [classification[0], regression[1]]),
+                         (["regression", "regression"], regression)):
+        weighting = Uncertainty(2, forms=forms)
+        with torch.no_grad():
+            weighting.log_variances.copy_(torch.log(torch.tensor(sigma_squared)))
+        assert weighting.combine(losses).item() == pytest.approx(sum(terms), rel=1e-6)
+    assert Uncertainty(2).current_weights() == [1.0, 1.0]  # 1 / sigma^2 at sigma = 1
+    with pytest.raises(ValueError, match="forms"):
+        Uncertainty(2, forms=["classification"])
 
 
 def test_static_weights():
@@ -115,4 +126,4 @@ def test_static_weights():
     with pytest.raises(ValueError):
         StaticWeights([1.0, -1.0])
     with pytest.raises(ValueError):
-        GradNorm(1, torch.nn.Parameter(torch.ones(1)))
+        GradNorm(1, torch.nn.Parameter(torch.ones(1)), alpha=1.5, lr=0.025)

@@ -491,6 +491,16 @@ def test_malformed_vocabulary_is_a_clear_error(tmp_path, content, message):
         WordPieceTokenizer.from_pretrained(tmp_path)
 
 
+def test_a_vocabulary_list_is_checked_as_a_file_is():
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    with pytest.raises(ValueError, match="line 6 and again on line 8"):
+        WordPieceTokenizer([*specials, "hello", "world", "hello"])
+    with pytest.raises(ValueError, match="the vocabulary is empty"):
+        WordPieceTokenizer([])
+    with pytest.raises(ValueError, match="line 6 is empty"):
+        WordPieceTokenizer([*specials, ""])
+
+
 def test_non_utf8_vocabulary_and_bad_config(tmp_path):
     (tmp_path / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncaf\xe9\n")
     with pytest.raises(ValueError, match="byte offset 34"):

@@ -1,5 +1,5 @@
-"""The WordPiece trainer: worked examples by hand, the incremental bookkeeping against a
-naive trainer that recounts everything at every merge, the "bpe" algorithm against the
+"""The WordPiece trainer: worked examples by hand, the fast incremental trainer against the
+simple one that recounts everything at every merge, the "bpe" algorithm against the
 Rust `tokenizers` WordPieceTrainer on corpora without ties, and bad input.
 
 The Rust trainer numbers its "##c" tokens in hash-map order (a new order every run) and
@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_paths import require_data
-from minibert.tokenizer import WordPieceTokenizer, main, train_tokenizer
-from minibert.tokenizer_trainer import (SPECIAL_TOKENS, PairStatistics, WordPieceTrainer, build_alphabet, count_words,
-                                        initial_vocab_and_words, learn_vocab, read_lines)
+from minibert.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+from minibert.tokenizer_trainer import (PairStatistics, WordPieceTrainer, build_alphabet, count_words,
+                                        initial_vocab_and_words, learn_vocab, learn_vocab_simple, main, read_lines,
+                                        train_tokenizer)
 
 WORKED_EXAMPLE = {"low": 5, "lower": 2, "newest": 6, "widest": 3}
 
@@ -66,60 +67,14 @@ def test_alphabet_limit_keeps_the_most_frequent_characters():
     assert build_alphabet({"xy": 1}, limit_alphabet=1) == ["x"]
 
 
-# ------------------------------------------------------- against a naive recount trainer
+# ---------------------------------------------------------- the fast trainer against the simple one
 
 
-def naive_train(word_counts, vocab_size, min_frequency, limit_alphabet, algorithm):
-    """Textbook training: recount every pair and token from scratch before each merge.
-    Returns (vocab, clean): clean is False if some merge had a tie at the top or made a
-    string that was already a token (the cases where the Rust trainer is not defined)."""
-    char_counts = Counter()
-    for word, count in word_counts.items():
-        for char in word:
-            char_counts[char] += count
-    alphabet = sorted(sorted(char_counts, key=lambda c: (-char_counts[c], c))[:limit_alphabet])
-    vocab = list(SPECIAL_TOKENS) + alphabet
-    vocab += sorted({"##" + c for word in word_counts for c in word[1:] if c in alphabet})
-    words = {word: [c if i == 0 else "##" + c for i, c in enumerate(word) if c in alphabet] for word in word_counts}
-    clean = True
-    while len(vocab) < vocab_size:
-        ids = {token: i for i, token in enumerate(vocab)}
-        pair_counts, token_counts = Counter(), Counter()
-        for word, tokens in words.items():
-            for token in tokens:
-                token_counts[token] += word_counts[word]
-            for pair in zip(tokens, tokens[1:]):
-                pair_counts[pair] += word_counts[word]
-        candidates = [pair for pair, count in pair_counts.items() if count >= max(min_frequency, 1)]
-        if not candidates:
-            break
-
-        def key(pair):
-            count, ranks = pair_counts[pair], (ids[pair[0]], ids[pair[1]])
-            if algorithm == "bpe":
-                return (-count, ranks)
-            return (-count / (token_counts[pair[0]] * token_counts[pair[1]]), -count, ranks)
-
-        candidates.sort(key=key)
-        best = candidates[0]
-        if len(candidates) > 1 and key(candidates[1])[:-1] == key(best)[:-1]:
-            clean = False
-        new_token = best[0] + best[1].removeprefix("##")
-        if new_token in ids:
-            clean = False
-        else:
-            vocab.append(new_token)
-        for word, tokens in words.items():
-            merged, i = [], 0
-            while i < len(tokens):
-                if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) == best:
-                    merged.append(new_token)
-                    i += 2
-                else:
-                    merged.append(tokens[i])
-                    i += 1
-            words[word] = merged
-    return vocab, clean
+def test_verbose_training_prints_each_merge_as_it_goes(capsys):
+    for learn in (learn_vocab, learn_vocab_simple):
+        vocab = learn(WORKED_EXAMPLE, 25, 1, None, verbose=True)
+        assert vocab[23:] == ["##es", "##est"]
+        assert capsys.readouterr().out.splitlines()[0].startswith("merge 1/2: ##e + ##s -> ##es (9 times")
 
 
 word_count_dicts = st.dictionaries(st.text("abcdeé", min_size=1, max_size=7), st.integers(1, 30),
@@ -129,17 +84,17 @@ word_count_dicts = st.dictionaries(st.text("abcdeé", min_size=1, max_size=7), s
 @settings(max_examples=120, deadline=None)
 @given(word_counts=word_count_dicts, vocab_size=st.integers(5, 70), min_frequency=st.integers(0, 4),
        limit_alphabet=st.sampled_from([None, 2, 3, 5]), algorithm=st.sampled_from(["bpe", "likelihood"]))
-def test_incremental_trainer_equals_naive_recount(word_counts, vocab_size, min_frequency, limit_alphabet, algorithm):
+def test_fast_trainer_equals_the_simple_one(word_counts, vocab_size, min_frequency, limit_alphabet, algorithm):
     fast_vocab = learn_vocab(word_counts, vocab_size, min_frequency, limit_alphabet, SPECIAL_TOKENS, algorithm)
-    naive_vocab, _ = naive_train(word_counts, vocab_size, min_frequency, limit_alphabet, algorithm)
-    assert fast_vocab == naive_vocab
+    simple_vocab = learn_vocab_simple(word_counts, vocab_size, min_frequency, limit_alphabet, SPECIAL_TOKENS, algorithm)
+    assert fast_vocab == simple_vocab
 
 
-def test_incremental_trainer_equals_naive_recount_on_real_text():
+def test_fast_trainer_equals_the_simple_one_on_real_text():
     lines = read_lines(require_data("sts/stsbenchmark/sts-dev.csv"))
     word_counts = count_words([line.split("\t")[5] for line in list(lines)[:150]])
     for algorithm in ("bpe", "likelihood"):
-        expected, _ = naive_train(word_counts, 400, 2, 60, algorithm)
+        expected = learn_vocab_simple(word_counts, 400, 2, 60, SPECIAL_TOKENS, algorithm)
         assert learn_vocab(word_counts, 400, 2, 60, SPECIAL_TOKENS, algorithm) == expected
 
 
@@ -180,20 +135,13 @@ def corpus_text(word_counts, seed=0):
 
 def tie_free_corpus(seed, n_words=200, letters="abcdef", max_count=300):
     """A random corpus, its word counts as the trainer sees them, and the longest vocabulary
-    that the naive trainer reaches without a tie (or a repeated token) at any merge."""
+    that the simple trainer reaches without a tie (or a repeated token) at any merge."""
     rng = random.Random(seed)
     base = {"".join(rng.choice(letters) for _ in range(rng.randint(2, 8))): rng.randint(1, max_count)
             for _ in range(n_words)}
     text = corpus_text(base, seed)
     word_counts = count_words(text)
-    low, high = 25, 600  # binary search on vocab_size for the tie-free prefix
-    while low < high:
-        middle = (low + high + 1) // 2
-        if naive_train(word_counts, middle, 0, None, "bpe")[1]:
-            low = middle
-        else:
-            high = middle - 1
-    return text, word_counts, low
+    return text, word_counts, len(learn_vocab_simple(word_counts, 600, 0, None, stop_at_tie=True))
 
 
 @pytest.mark.parametrize("seed", [0, 2, 4])
@@ -223,8 +171,8 @@ def test_bpe_equals_rust_trainer_with_min_frequency_and_limit_alphabet():
     assert char_counts["g"] == rarest < second_rarest  # no tie at the alphabet limit
     limit_alphabet = len(char_counts) - 1
     for min_frequency in range(300, 3000, 25):  # the smallest (from 300) that stops before any tie
-        expected, clean = naive_train(word_counts, 10_000, min_frequency, limit_alphabet, "bpe")
-        if clean:
+        expected = learn_vocab_simple(word_counts, 10_000, min_frequency, limit_alphabet)
+        if learn_vocab_simple(word_counts, 10_000, min_frequency, limit_alphabet, stop_at_tie=True) == expected:
             break
     n_merges = len(expected) - len(initial_vocab_and_words(word_counts, SPECIAL_TOKENS, limit_alphabet)[0])
     assert n_merges >= 40
@@ -239,7 +187,7 @@ def test_bpe_is_close_to_rust_on_real_text():
     the vocabularies must still be nearly the same set of tokens."""
     with open(require_data("pretraining/arxiv_abstracts.txt"), encoding="utf-8") as file:
         lines = [next(file) for _ in range(1500)]
-    ours = learn_vocab(count_words(lines), 4000, 2, 1000, SPECIAL_TOKENS, "bpe")
+    ours = learn_vocab(count_words(lines), 4000, 2, 1000)
     theirs = rust_vocab(lines, 4000, 2, 1000)
     assert len(ours) == len(theirs) == 4000
     assert len(set(ours) & set(theirs)) >= 0.98 * 4000
@@ -269,7 +217,7 @@ def test_train_tokenizer_and_cli_write_a_loadable_tokenizer(tmp_path):
     assert isinstance(tokenizer, WordPieceTokenizer)
     assert tokenizer.tokenize("newest Café") == ["newest", "cafe"]
 
-    main(["train", "--files", str(corpus), "--vocab_size", "60", "--min_frequency", "1",
+    main(["--files", str(corpus), "--vocab_size", "60", "--min_frequency", "1",
           "--out_dir", str(tmp_path / "out")])
     loaded = WordPieceTokenizer.from_pretrained(tmp_path / "out")
     assert loaded.ids_to_tokens == tokenizer.ids_to_tokens
@@ -282,7 +230,9 @@ def test_train_tokenizer_and_cli_write_a_loadable_tokenizer(tmp_path):
 
 def test_unknown_algorithm_is_an_error():
     with pytest.raises(ValueError, match="choose one of"):
-        learn_vocab(WORKED_EXAMPLE, algorithm="unigram")
+        learn_vocab(WORKED_EXAMPLE, 32, 1, None, algorithm="unigram")
+    with pytest.raises(ValueError, match="choose one of"):
+        learn_vocab_simple(WORKED_EXAMPLE, 32, 1, None, algorithm="unigram")
 
 
 # ------------------------------------------------------------------------- bad input
