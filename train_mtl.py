@@ -34,9 +34,10 @@ from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tasks import Features, builtin_tasks, parse_per_task, read_task_file
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, Precision, ProgressBar, WallClock, check_settings, dropout_overrides,
-                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
-                               save_checkpoint, set_learning_rate, set_rng_states, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, WallClock, begin_run, check_settings, checkpoint_on_interrupt,
+                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
+                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+                               stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 
@@ -63,18 +64,18 @@ STRATEGIES = {
 WEIGHTINGS = ("static", "gradnorm", "uncertainty")
 
 
-def chosen_strategy(s):
+def chosen_strategy(settings):
     """--strategy as its choices; MMoE takes its weighting from --weighting."""
-    if s["strategy"] not in STRATEGIES:
-        raise ValueError(f"--strategy must be one of {tuple(STRATEGIES)}, got {s['strategy']!r}")
-    if s["weighting"] not in WEIGHTINGS:
-        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {s['weighting']!r}")
-    if STRATEGIES[s["strategy"]].mixture:
-        return replace(STRATEGIES[s["strategy"]], weighting=s["weighting"])
-    if s["weighting"] != "static" or s["freeze_shared"] or s["top_k"]:
+    if settings["strategy"] not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {tuple(STRATEGIES)}, got {settings['strategy']!r}")
+    if settings["weighting"] not in WEIGHTINGS:
+        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {settings['weighting']!r}")
+    if STRATEGIES[settings["strategy"]].mixture:
+        return replace(STRATEGIES[settings["strategy"]], weighting=settings["weighting"])
+    if settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    return STRATEGIES[s["strategy"]]
+    return STRATEGIES[settings["strategy"]]
 
 DEFAULTS = dict(
     init="base-transformer",  # pretrained model directory (ours or all-MiniLM-L6-v2)
@@ -123,15 +124,16 @@ DEFAULTS = dict(
 )
 
 
-def build_model(s, tasks, strategy):
-    model = TransformerWithHeads.from_pretrained(s["init"], **dropout_overrides(s["dropout"]))
+def build_model(settings, tasks, strategy):
+    model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
     for name in list(model.heads):  # start from the encoder only (an MLM head is not needed)
         del model.heads[name]
     for task in tasks:
         model.add_head(task.name, task.head(model.config))
     model.config.extra["head_labels"] = {task.name: task.label_map.names for task in tasks}
     if strategy.mixture:
-        model.add_mixture(s["experts"], s["expert_layers"], [task.name for task in tasks], top_k=s["top_k"])
+        model.add_mixture(settings["experts"], settings["expert_layers"], [task.name for task in tasks],
+                          top_k=settings["top_k"])
     return model
 
 
@@ -173,56 +175,51 @@ class TaskLosses(nn.Module):
 
 
 def main(argv=None):
-    s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(s)  # every number in range, before any work
-    with run_folder.claim(s):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, s)  # one process, or one of torchrun's
+    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    check_settings(settings)  # every number in range, before any work
+    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
+        return distributed.launch(train, settings)  # one process, or one of torchrun's
 
 
-def train(s, context, device):
+def train(settings, context, device):
     # ---- settings ----
-    strategy = chosen_strategy(s)
-    learning_rate_at(0.5, 1.0, s["warmup_fraction"], s["schedule"])  # rejects a bad --schedule now
-    Precision(s["dtype"], device)  # rejects a bad --dtype now
-    distributed.check_batch(s["batch_size"], context, s["accumulation_steps"])
-    if s["accumulation_steps"] > 1 and strategy.weighting == "gradnorm":
+    strategy = chosen_strategy(settings)
+    distributed.check_batch(settings["batch_size"], context, settings["accumulation_steps"])
+    if settings["accumulation_steps"] > 1 and strategy.weighting == "gradnorm":
         raise ValueError("GradNorm adapts its weights from each step's gradients: use --accumulation_steps=1 "
                          "(with several processes the batch is still split across them)")
-    if s["threads"]:
-        torch.set_num_threads(s["threads"])
-    run_dir = Path(s["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
     clock = WallClock()  # the run's time, over all its segments if it is interrupted and resumed
-    say = print if context.is_main else (lambda *args, **kwargs: None)  # rank 0 speaks for all
 
     # ---- tasks ----
-    tasks = read_task_file(s["tasks"]) if s["tasks"] else builtin_tasks(s["data_dir"])
+    tasks = read_task_file(settings["tasks"]) if settings["tasks"] else builtin_tasks(settings["data_dir"])
     names = [task.name for task in tasks]
-    weights = parse_per_task("--weights", s["weights"], names, float, 1.0, lambda w: w >= 0, "a number >= 0")
-    fractions = parse_per_task("--task_fraction", s["task_fraction"], names, float, 1.0, lambda f: 0 < f <= 1,
+    weights = parse_per_task("--weights", settings["weights"], names, float, 1.0, lambda w: w >= 0, "a number >= 0")
+    fractions = parse_per_task("--task_fraction", settings["task_fraction"], names, float, 1.0, lambda f: 0 < f <= 1,
                                "a fraction in (0, 1]")
-    limits = parse_per_task("--train_limit", s["train_limit"], names, int, 0, lambda n: n >= 0, "a count >= 0")
-    tokenizer = WordPieceTokenizer.from_pretrained(s["init"])
+    limits = parse_per_task("--train_limit", settings["train_limit"], names, int, 0, lambda n: n >= 0, "a count >= 0")
+    tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     for task in tasks:
-        task.load(tokenizer, s["cls_max_length"] if task.kind == "classification" else s["ner_max_length"],
-                  fractions[task.name], limits[task.name], s["eval_limit"], s["test_limit"], s["seed"])
+        max_length = settings["cls_max_length"] if task.kind == "classification" else settings["ner_max_length"]
+        task.load(tokenizer, max_length, fractions[task.name], limits[task.name], settings["eval_limit"],
+                  settings["test_limit"], settings["seed"])
         say(task.describe())
     # Each task draws its batches from its own seed, the same in every phase.
-    seeds = {task.name: s["seed"] + index for index, task in enumerate(tasks)}
+    seeds = {task.name: settings["seed"] + index for index, task in enumerate(tasks)}
 
     # ---- one model for all tasks, or one per task ----
-    results = {"settings": s, "phases": {}}
+    results = {"settings": settings, "phases": {}}
     for group in ([[task] for task in tasks] if strategy.model_per_task else [tasks]):
-        phase = f"separate_{group[0].name}" if strategy.model_per_task else s["strategy"]
+        phase = f"separate_{group[0].name}" if strategy.model_per_task else settings["strategy"]
         # The new heads of every phase start from the seed, whatever ran before: the same
         # initialisation in one process and on every rank of several.
-        torch.manual_seed(s["seed"])
-        model = build_model(s, group, strategy).to(device)
+        torch.manual_seed(settings["seed"])
+        model = build_model(settings, group, strategy).to(device)
         best_dir, checkpoint_path, log_path = run_dir / f"best_{phase}", run_dir / f"checkpoint_{phase}.pt", \
             run_dir / f"{phase}_log.csv"
 
         # which parameters train: all, or the heads only, or (mmoe --freeze_shared) not the layers below the experts
-        if strategy.heads_only or (strategy.mixture and s["freeze_shared"]):
+        if strategy.heads_only or (strategy.mixture and settings["freeze_shared"]):
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
         # A backbone that never changes has one output per example, computed once here;
@@ -239,7 +236,7 @@ def train(s, context, device):
             # gradients and loss values are averaged across ranks first (GradNorm's `reduce`).
             shared = model.encoder.layers[-1].feed_forward.down.weight if len(model.encoder.layers) \
                 else model.encoder.embeddings.layer_norm.weight
-            weighting = GradNorm(len(group), shared, alpha=s["gradnorm_alpha"], lr=s["gradnorm_lr"],
+            weighting = GradNorm(len(group), shared, alpha=settings["gradnorm_alpha"], lr=settings["gradnorm_lr"],
                                  reduce=lambda tensor: distributed.all_reduce_mean(tensor, context))
         elif strategy.weighting == "uncertainty" and len(group) > 1:
             weighting = Uncertainty(len(group), device=device)
@@ -248,7 +245,7 @@ def train(s, context, device):
 
         # The optimizer gets every tensor that will ever train (for gradual, also those
         # still closed at step 0: AdamW skips a tensor whose gradient is None).
-        params = optimizer_groups(model, s["weight_decay"], verbose=False)
+        params = optimizer_groups(model, settings["weight_decay"], verbose=False)
         if isinstance(weighting, GradNorm) and not weighting.shared_weight.requires_grad:
             # Shared layers frozen (mmoe --freeze_shared): GradNorm still needs each task's
             # gradient on W, so W joins autograd, but it is given to no optimizer: it stays put.
@@ -257,18 +254,17 @@ def train(s, context, device):
             # At the network's learning rate a log-variance moves by at most about lr per step
             # (Adam), 0.01 in 100 steps of 1e-4: too slow for a short run. Like GradNorm's
             # weights, it can have its own rate, as a multiple of the schedule's.
-            scale = s["uncertainty_lr"] / s["learning_rate"] if s["uncertainty_lr"] else 1.0
+            scale = settings["uncertainty_lr"] / settings["learning_rate"] if settings["uncertainty_lr"] else 1.0
             params.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr_scale": scale})
         trainable = sum(p.numel() for g in params for p in g["params"])  # frozen: the heads; gradual: all, by the end
         say(f"{phase}: {trainable:,} trainable parameters of {sum(p.numel() for p in model.parameters()):,}")
-        lr_peak = s["head_learning_rate"] if strategy.heads_only else s["learning_rate"]
+        lr_peak = settings["head_learning_rate"] if strategy.heads_only else settings["learning_rate"]
         optimizer = torch.optim.AdamW(params, lr=lr_peak)
-        precision = Precision(s["dtype"], device)
 
         step, elapsed, best = 0, 0.0, -1.0
         clock.mark(phase)
-        if s["resume"] and checkpoint_path.is_file():
-            checkpoint = load_checkpoint(checkpoint_path, s, RESUMABLE)
+        if settings["resume"] and checkpoint_path.is_file():
+            checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE)
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             weighting.load_state_dict(checkpoint["weighting"])
@@ -284,107 +280,106 @@ def train(s, context, device):
                 csv.writer(f).writerow(["step", "elapsed_s", "learning_rate", *[f"loss_{t.name}" for t in group],
                                         *[f"weight_{t.name}" for t in group], "dev_score",
                                         *[f"dev_{t.name}" for t in group]])
-        if context.distributed:  # each rank its own dropout masks (the data is already split)
-            torch.manual_seed(s["seed"] * 1_000_003 + 7919 * context.rank + step)
+        seed_this_rank(settings, context, step)
 
         def write_checkpoint():
             if context.is_main:
                 save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-                    "best": best, "settings": s, "rng": rng_states(), "scaler": precision.state_dict(),
+                    "best": best, "settings": settings, "rng": rng_states(), "scaler": precision.state_dict(),
                     "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
 
         def progress():
-            return run_progress(step, s["max_steps"], elapsed, s["max_minutes"])
+            return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])
 
         # ---- the loop ----
-        task_losses = TaskLosses(model, group, weighting, features, s["balance_weight"] if strategy.mixture else 0.0)
+        balance_weight = settings["balance_weight"] if strategy.mixture else 0.0
+        task_losses = TaskLosses(model, group, weighting, features, balance_weight)
         # Routed experts may sit out a step: DDP must then look for parameters without a gradient.
-        find_unused = strategy.mixture and s["top_k"] > 0
+        find_unused = strategy.mixture and settings["top_k"] > 0
         wrapped, open_groups = distributed.wrap(task_losses, context, device, find_unused), None
-        if s["compile"]:
+        if settings["compile"]:
             # GradNorm differentiates each task's loss with retain_graph=True before the network's
             # backward pass; a compiled backward frees ("donates") its saved buffers after one use.
             torch._functorch.config.donated_buffer = False
             model.compile()  # in place: the state dict keeps its names
         model.train()
-        bar = ProgressBar(s, step, elapsed, phase, **distributed.quiet(context))
-        while progress() < 1.0:
-            step_started = time.perf_counter()
-            lr = learning_rate_at(progress(), lr_peak, s["warmup_fraction"], s["schedule"])
-            set_learning_rate(optimizer, lr)
+        bar = ProgressBar(settings, step, elapsed, phase, **distributed.quiet(context))
+        with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
+            while progress() < 1.0:
+                step_started = time.perf_counter()
+                lr = learning_rate_at(progress(), lr_peak, settings["warmup_fraction"], settings["schedule"])
+                set_learning_rate(optimizer, lr)
 
-            # when layers open
-            if strategy.gradual:
-                now_open = apply_gradual_unfreezing(model, step, s["unfreeze_every"])
-                if now_open != open_groups and context.distributed:
-                    # DDP only averages the parameters that required a gradient when it was
-                    # built, so each newly opened group needs a new wrapper (a few times a run).
-                    wrapped = distributed.wrap(task_losses, context, device, find_unused)
-                open_groups = now_open
+                # when layers open
+                if strategy.gradual:
+                    now_open = apply_gradual_unfreezing(model, step, settings["unfreeze_every"])
+                    if now_open != open_groups and context.distributed:
+                        # DDP only averages the parameters that required a gradient when it was
+                        # built, so each newly opened group needs a new wrapper (a few times a run).
+                        wrapped = distributed.wrap(task_losses, context, device, find_unused)
+                    open_groups = now_open
 
-            # forward backward: one global batch of each task, the same whatever the number of processes
-            rows = {t.name: batch_at(step, np.arange(len(t.data["train"])), s["batch_size"], seeds[t.name])[0]
-                    for t in group}
-            counts = {t.name: t.data["train"].count(rows[t.name]) for t in group}
-            micro_rows = {t.name: distributed.micro_batches(rows[t.name], context, s["accumulation_steps"])
-                          for t in group}
-            logged = torch.zeros(len(group), device=device)
-            for micro in range(s["accumulation_steps"]):
-                mine = {t.name: micro_rows[t.name][micro] for t in group}
-                with distributed.sync_context(wrapped, micro == s["accumulation_steps"] - 1):
-                    # Each loss is this rank's share of the task's mean over the global batch:
-                    # averaged over ranks (by DDP) and summed over micro-steps it is that mean.
-                    with precision.autocast():
-                        losses = [loss * distributed.share(t.data["train"].count(mine[t.name]), counts[t.name], context)
-                                  for t, loss in zip(group, wrapped(mine))]
-                    # how the losses combine
-                    weights_used = weighting.current_weights()
-                    total = weighting.combine(losses)
-                    # GradNorm adapts its weights here, before the network's backward pass
-                    weighting.update(losses, loss_scale=precision.loss_scale)
-                    precision.backward(total)
-                logged += torch.stack([loss.detach().float() for loss in losses])
-            losses = distributed.mean_over_ranks(logged, context)  # each task's mean loss over the global batch
-            precision.step(optimizer, [p for g in optimizer.param_groups for p in g["params"]], 1.0)  # clips at 1.0
-            optimizer.zero_grad(set_to_none=True)
-            model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
-            step += 1
-            elapsed += time.perf_counter() - step_started
-            if s["max_minutes"]:  # every rank must agree on when the time is up
-                elapsed = distributed.from_rank0(elapsed, context)
-            bar.update(step, elapsed, **{f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
+                # forward backward: one global batch of each task, the same whatever the number of processes
+                rows = {t.name: batch_at(step, np.arange(len(t.data["train"])), settings["batch_size"],
+                                         seeds[t.name])[0] for t in group}
+                counts = {t.name: t.data["train"].count(rows[t.name]) for t in group}
+                micro_rows = {t.name: distributed.micro_batches(rows[t.name], context, settings["accumulation_steps"])
+                              for t in group}
+                logged = torch.zeros(len(group), device=device)
+                for micro in range(settings["accumulation_steps"]):
+                    mine = {t.name: micro_rows[t.name][micro] for t in group}
+                    with distributed.sync_context(wrapped, micro == settings["accumulation_steps"] - 1):
+                        # Each loss is this rank's share of the task's mean over the global batch:
+                        # averaged over ranks (by DDP) and summed over micro-steps it is that mean.
+                        with precision.autocast():
+                            losses = [loss * distributed.share(t.data["train"].count(mine[t.name]), counts[t.name],
+                                                               context) for t, loss in zip(group, wrapped(mine))]
+                        # how the losses combine
+                        weights_used = weighting.current_weights()
+                        total = weighting.combine(losses)
+                        # GradNorm adapts its weights here, before the network's backward pass
+                        weighting.update(losses, loss_scale=precision.loss_scale)
+                        precision.backward(total)
+                    logged += torch.stack([loss.detach().float() for loss in losses])
+                losses = distributed.mean_over_ranks(logged, context)  # each task's mean loss over the global batch
+                precision.step(optimizer, [p for g in optimizer.param_groups for p in g["params"]], 1.0)  # clips at 1.0
+                optimizer.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)  # also a measured-only tensor (see GradNorm + freeze_shared)
+                step += 1
+                elapsed += time.perf_counter() - step_started
+                if settings["max_minutes"]:  # every rank must agree on when the time is up
+                    elapsed = distributed.from_rank0(elapsed, context)
+                bar.update(step, elapsed, **{f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
 
-            # evaluate, log, keep the best, checkpoint
-            last_step = progress() >= 1.0 or step == s["stop_at_step"]
-            dev = None
-            if (step % s["eval_every"] == 0 or last_step) and context.is_main:
-                dev = {t.name: t.evaluate(model, "dev", features and features[t.name]["dev"]) for t in group}
-                main_metrics = {t.name: dev[t.name][t.main_metric] for t in group}
-                score = float(np.mean(list(main_metrics.values())))  # picks the best checkpoint
-            if context.is_main:
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", *[f"{l.item():.4f}" for l in losses],
-                                            *[f"{w:.4f}" for w in weights_used], "" if dev is None else f"{score:.4f}",
-                                            *["" if dev is None else f"{main_metrics[t.name]:.4f}" for t in group]])
-            if dev is not None:
-                improved = score > best
-                if improved:
-                    best = score
-                    model.save_pretrained(best_dir)
-                    tokenizer.save_pretrained(best_dir)
-                tqdm.write(f"{phase} step {step}: dev " + ", ".join(f"{n} {v:.4f}" for n, v in main_metrics.items())
-                           + (" (best, saved)" if improved else ""))
-                plot_training_log(log_path, run_dir / f"{phase}_curves.png", title=phase, panels=(
-                    [f"loss_{t.name}" for t in group], [f"weight_{t.name}" for t in group],
-                    [f"dev_{t.name}" for t in group]))
-            if step % s["checkpoint_every"] == 0 or last_step:
-                write_checkpoint()
-            if step == s["stop_at_step"]:
-                bar.close()
-                say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
-                return None
-        bar.close()
+                # evaluate, log, keep the best, checkpoint
+                last_step = progress() >= 1.0 or step == settings["stop_at_step"]
+                dev = None
+                if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
+                    dev = {t.name: t.evaluate(model, "dev", features and features[t.name]["dev"]) for t in group}
+                    main_metrics = {t.name: dev[t.name][t.main_metric] for t in group}
+                    score = float(np.mean(list(main_metrics.values())))  # picks the best checkpoint
+                if context.is_main:
+                    with open(log_path, "a", newline="") as f:
+                        csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}",
+                                                *[f"{l.item():.4f}" for l in losses], *[f"{w:.4f}" for w in weights_used],
+                                                "" if dev is None else f"{score:.4f}",
+                                                *["" if dev is None else f"{main_metrics[t.name]:.4f}" for t in group]])
+                if dev is not None:
+                    improved = score > best
+                    if improved:
+                        best = score
+                        model.save_pretrained(best_dir)
+                        tokenizer.save_pretrained(best_dir)
+                    tqdm.write(f"{phase} step {step}: dev " + ", ".join(f"{n} {v:.4f}" for n, v in main_metrics.items())
+                               + (" (best, saved)" if improved else ""))
+                    plot_training_log(log_path, run_dir / f"{phase}_curves.png", title=phase, panels=(
+                        [f"loss_{t.name}" for t in group], [f"weight_{t.name}" for t in group],
+                        [f"dev_{t.name}" for t in group]))
+                if step % settings["checkpoint_every"] == 0 or last_step:
+                    write_checkpoint()
+                if stop_requested(step, settings, say):
+                    return None
 
         # ---- test: the best checkpoint by dev score (rank 0) ----
         if not context.is_main:
@@ -398,7 +393,7 @@ def train(s, context, device):
             usage = gate_usage(best_model, {t.name: t.data["dev"] for t in group})
             results["phases"][phase]["gate_usage_dev"] = usage
             plot_heatmap([usage[t.name] for t in group], [t.name for t in group],
-                         [f"expert {e}" for e in range(s["experts"])], run_dir / "gates.png",
+                         [f"expert {e}" for e in range(settings["experts"])], run_dir / "gates.png",
                          title="mean gate weight on dev (row: task)")
     if not context.is_main:
         return None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .batching import padded
 from .heads import mean_pool
 from .sts import evaluate_sts
 from .tokenizer import WordPieceTokenizer
@@ -78,11 +79,8 @@ class SentenceEmbedder:
             starts = tqdm(starts, desc="encoding", unit="batch")
         for start in starts:
             rows = [token_ids[i] for i in order[start:start + batch_size]]
-            T = len(rows[-1])  # sorted: the last row is the longest
-            input_ids = torch.tensor([row + [self.tokenizer.pad_token_id] * (T - len(row)) for row in rows])  # (b, T)
-            lengths = torch.tensor([len(row) for row in rows])
-            attention_mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # (b, T)
-            all_same_length = len(rows[0]) == T
+            input_ids, attention_mask = padded(rows, self.tokenizer.pad_token_id)  # (b, T)
+            all_same_length = len(rows[0]) == len(rows[-1])  # sorted by length
             hidden_states = self.model.get_encoder_output(
                 input_ids.to(self.device), None if all_same_length else attention_mask.to(self.device))  # (b, T, H)
             pooled = mean_pool(hidden_states.float(), attention_mask.to(self.device))  # (b, H), in float32

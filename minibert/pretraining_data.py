@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .batching import padded
 from .tokenizer_trainer import read_lines
 
 CACHE_VERSION = 1
@@ -164,16 +165,8 @@ class DocumentSubset:
 
 
 def collate(corpus_ids, sequences, cls_id, sep_id, pad_id):
-    """Rows of (start, length) -> input_ids and attention_mask, padded to the longest row."""
-    T = int(sequences[:, 1].max()) + 2
-    input_ids = np.full((len(sequences), T), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), T), dtype=np.int64)
-    for row, (start, length) in enumerate(sequences):
-        input_ids[row, 0] = cls_id
-        input_ids[row, 1:length + 1] = corpus_ids[start:start + length]
-        input_ids[row, length + 1] = sep_id
-        attention_mask[row, :length + 2] = 1
-    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+    """Rows of (start, length) -> input_ids and attention_mask, [CLS] piece [SEP], padded."""
+    return padded([[cls_id, *corpus_ids[start:start + length].tolist(), sep_id] for start, length in sequences], pad_id)
 
 
 @functools.lru_cache(maxsize=2)  # every step of an epoch asks for the same shuffle

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .batching import padded
 from .finetuning_data import LabelMap, encode_tagged, read_classification, read_conll, words_from_predictions
 from .heads import SentenceClassificationHead, TokenClassificationHead, mean_pool
 from .metrics import accuracy, confusion_matrix, macro_f1, span_scores
@@ -35,17 +36,6 @@ from .paths import data_file
 SPLITS = ("train", "dev", "test")
 
 # ------------------------------------------------------------------- model inputs
-
-
-def padded(rows, pad_id):
-    """Token-id lists -> (input_ids, attention_mask), both (B, T) with T the longest row."""
-    T = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, :len(row)] = torch.tensor(row)
-        attention_mask[i, :len(row)] = 1
-    return input_ids, attention_mask
 
 
 class ClassificationData:

@@ -290,7 +290,8 @@ class ProgressBar:
         from tqdm import tqdm
         self.by_time = settings["max_minutes"] > 0
         if self.by_time:
-            self.bar = tqdm(total=round(60 * settings["max_minutes"]), initial=min(round(elapsed), round(60 * settings["max_minutes"])),
+            budget = round(60 * settings["max_minutes"])
+            self.bar = tqdm(total=budget, initial=min(round(elapsed), budget),
                             desc=desc, unit="s", dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
                             **tqdm_settings)
