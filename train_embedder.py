@@ -12,7 +12,6 @@ are --key=value, checked against DEFAULTS (python train_embedder.py --help).
 """
 
 import csv
-import sys
 import time
 from pathlib import Path
 
@@ -22,20 +21,19 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed, run_folder
+from minibert import distributed
 from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
 from minibert.embedder import SentenceEmbedder
 from minibert.heads import SentenceEmbeddingHead
-from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.sts import evaluate_sts, read_sts
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
-from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
-                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, dropout_overrides,
+                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
+                               save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
                                stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
@@ -114,10 +112,7 @@ def gather_rows(tensor, context):
 
 
 def main(argv=None):
-    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(settings)  # every number in range, before any work
-    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, settings)  # one process, or one of torchrun's
+    return distributed.run_script(DEFAULTS, train, argv)  # settings checked, run folder claimed, one process or torchrun's
 
 
 def train(settings, context, device):

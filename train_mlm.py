@@ -13,7 +13,6 @@ read it top to bottom, set a breakpoint anywhere.
 
 import csv
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -21,19 +20,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from minibert import distributed, run_folder
+from minibert import distributed
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
-from minibert.overrides import parse_overrides
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import train_or_reuse_tokenizer
-from minibert.training import (RESUMABLE, ProgressBar, begin_run, check_settings, checkpoint_on_interrupt,
-                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, dropout_overrides,
+                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
+                               save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
                                stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
@@ -105,10 +103,7 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, settings, device, 
 
 
 def main(argv=None):
-    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(settings)  # every number in range, before any work
-    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, settings)  # one process, or one of torchrun's
+    return distributed.run_script(DEFAULTS, train, argv)  # settings checked, run folder claimed, one process or torchrun's
 
 
 def train(settings, context, device):

@@ -16,27 +16,24 @@ steps as three plain loops, without the plumbing (tested to end with the same we
 
 import csv
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from minibert import distributed, run_folder
+from minibert import distributed
 from minibert.mixture import gate_usage
-from minibert.overrides import parse_overrides
 from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tasks import Features, builtin_tasks, parse_per_task, read_task_file
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, ProgressBar, WallClock, begin_run, check_settings, checkpoint_on_interrupt,
-                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
+from minibert.training import (RESUMABLE, ProgressBar, WallClock, begin_run, checkpoint_on_interrupt, dropout_overrides,
+                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
+                               save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
                                stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
@@ -175,10 +172,7 @@ class TaskLosses(nn.Module):
 
 
 def main(argv=None):
-    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
-    check_settings(settings)  # every number in range, before any work
-    with run_folder.claim(settings):  # never destroy a run, never share a folder (minibert/run_folder.py)
-        return distributed.launch(train, settings)  # one process, or one of torchrun's
+    return distributed.run_script(DEFAULTS, train, argv)  # settings checked, run folder claimed, one process or torchrun's
 
 
 def train(settings, context, device):

@@ -24,6 +24,7 @@ gradient of the mean over the whole global batch, as in one process.
 import contextlib
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -70,11 +71,31 @@ def setup(device_setting="auto"):
     return context, device
 
 
+def run_script(defaults, train, argv=None):
+    """A training script's main(): --key=value settings over `defaults`, every number checked
+    before any work, the run folder claimed (never destroy a run, never share a folder: see
+    run_folder.py), then train(settings, context, device) in this process or as one of
+    torchrun's."""
+    from .overrides import parse_overrides
+    from .run_folder import claim
+    from .training import check_settings
+    settings = parse_overrides(defaults, sys.argv[1:] if argv is None else argv)
+    check_settings(settings)
+    with claim(settings):
+        return launch(train, settings)
+
+
 def launch(train, settings):
     """Run train(settings, context, device) as this process's part of the group (or alone)."""
     context, device = setup(settings["device"])
     try:
-        return train(settings, context, device)
+        result = train(settings, context, device)
+        # Leave the group together: a rank that tore its connections down while another was
+        # still working (rank 0 scoring the test set) was seen to abort in gloo's teardown
+        # ("terminate called without an active exception"), failing a finished run. Only
+        # after a normal end: after an error the other ranks may never reach the barrier.
+        barrier(context)
+        return result
     finally:
         cleanup(context)
 

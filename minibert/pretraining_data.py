@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .batching import padded

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_embedder  # noqa: E402
 import train_mlm  # noqa: E402
 import train_mtl  # noqa: E402
-from test_contrastive import PARAPHRASES, write_sts_fixture  # noqa: E402
+from test_contrastive import write_sts_fixture  # noqa: E402
 from test_mtl import write_fixture  # noqa: E402
 from test_pretraining import write_corpus  # noqa: E402
 
