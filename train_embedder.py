@@ -143,6 +143,11 @@ def train(settings, context, device):
     # ---- model ----
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
+    if settings["objective"] == "simcse" and model.config.hidden_dropout_prob == 0:
+        # Its two views of a sentence differ only by dropout: without it they are identical, and
+        # the loss is trivially minimal. A model pretrained with --dropout=0 stores 0 in its config.
+        raise ValueError(f"--objective=simcse needs dropout, and {settings['init']} has hidden dropout 0 in its "
+                         "config.json: pass --dropout=0.1")
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
         del model.heads[name]
     model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))

@@ -229,6 +229,18 @@ RESUMABLE = ("stop_at_step", "resume", "overwrite", "max_minutes", "max_steps", 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def cpu_has_bfloat16():
+    """True when this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX): there
+    bfloat16 autocast makes a small BERT's training step 1.4-1.6x faster (docs/RESULTS.md,
+    section 11); without them it is emulated, and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class Precision:
     """Mixed precision as nanoGPT does it: one `autocast` context around the forward pass,
     the weights, the optimizer and every loss reduction staying in float32.

@@ -145,3 +145,22 @@ def test_train_embedder_runs_and_writes_a_loadable_model(tmp_path, minilm_dir, o
     assert checkpoint["step"] == 4
     vectors = SentenceEmbedder.from_pretrained(tmp_path / "run" / "model").encode(["a cat", "a dog"])
     assert vectors.shape == (2, 128)
+
+
+def test_simcse_refuses_a_model_without_dropout(tmp_path, minilm_dir):
+    """A model pretrained with --dropout=0 keeps 0 in its config; SimCSE on it would compare two
+    identical views. One clear error before any work, and --dropout=0.1 lifts it."""
+    write_sts_fixture(tmp_path / "data")
+    tokenizer = WordPieceTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, hidden_dropout_prob=0.0,
+                                    attention_probs_dropout_prob=0.0)
+    TransformerWithHeads(config).save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    (tmp_path / "sentences.txt").write_text("\n".join(p for pair in PARAPHRASES for p in pair) + "\n")
+    common = [f"--init={tmp_path / 'init'}", "--objective=simcse", f"--data_dir={tmp_path / 'data'}",
+              f"--sentences={tmp_path / 'sentences.txt'}", "--batch_size=4", "--max_steps=2", "--eval_every=2",
+              "--threads=1"]
+    with pytest.raises(ValueError, match="needs dropout.*--dropout=0.1"):
+        train_embedder.main(common + [f"--run_dir={tmp_path / 'a'}", f"--out_dir={tmp_path / 'a' / 'model'}"])
+    train_embedder.main(common + ["--dropout=0.1", f"--run_dir={tmp_path / 'b'}", f"--out_dir={tmp_path / 'b' / 'model'}"])
+    assert (tmp_path / "b" / "model" / "config.json").is_file()

@@ -12,7 +12,7 @@ import torch
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
-from minibert.pretraining_data import TokenizedCorpus, batch_at, collate
+from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, unigram_log_probs
 from minibert.safetensors import load_file
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.transformer_with_heads import TransformerWithHeads
@@ -90,6 +90,31 @@ def test_collate_and_batch_order(tokenizer):
     assert not np.array_equal(batch_at(0, sequences, 4, seed=5)[0], batch_at(5, sequences, 4, seed=5)[0])
 
 
+def test_batches_grouped_by_length_pad_less_and_keep_every_sequence():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 127, size=1003)
+    sequences = np.stack([np.arange(1003) * 200, lengths], axis=1)  # (start, length)
+    batch_size, per_epoch = 8, 1003 // 8
+    for seed in (0, 1):
+        epoch = [batch_at(step, sequences, batch_size, seed, lengths=lengths, window=10)[0] for step in range(per_epoch)]
+        seen = np.concatenate(epoch)[:, 0]
+        assert len(set(seen.tolist())) == per_epoch * batch_size  # no sequence twice in an epoch
+        plain = [batch_at(step, sequences, batch_size, seed)[0] for step in range(per_epoch)]
+        assert sorted(seen.tolist()) == sorted(np.concatenate(plain)[:, 0].tolist())  # the same rows as unsorted
+        fill = lambda batches: np.mean([b[:, 1].sum() / (len(b) * b[:, 1].max()) for b in batches])  # noqa: E731
+        assert fill(plain) < 0.7 < 0.85 < fill(epoch)
+    # Deterministic in (seed, step); the next epoch groups different rows together.
+    step = 5
+    assert np.array_equal(batch_at(step, sequences, batch_size, 3, lengths=lengths)[0],
+                          batch_at(step, sequences, batch_size, 3, lengths=lengths)[0])
+    assert batch_at(step + per_epoch, sequences, batch_size, 3, lengths=lengths)[1] == 1
+    first = {tuple(sorted(b[:, 0])) for b in (batch_at(s, sequences, batch_size, 3, lengths=lengths)[0]
+                                              for s in range(per_epoch))}
+    second = {tuple(sorted(b[:, 0])) for b in (batch_at(s, sequences, batch_size, 3, lengths=lengths)[0]
+                                               for s in range(per_epoch, 2 * per_epoch))}
+    assert len(first & second) < per_epoch // 4
+
+
 def overfit_losses(tokenizer, steps=40):
     torch.manual_seed(0)
     config = BertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size, hidden_dropout_prob=0.0,
@@ -138,7 +163,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         assert torch.allclose(a[name], b[name], atol=1e-6), name
     with pytest.raises(ValueError, match="different settings"):
         run_train_mlm(tmp_path, tmp_path / "corpus.txt", "interrupted", "--max_steps=8", "--resume=true",
-                      f"--vocab={straight / 'out'}", "--learning_rate=1e-3")
+                      f"--vocab={straight / 'out'}", "--learning_rate=3e-3")
 
 
 def test_train_mlm_output_loads_in_transformers(tmp_path, monkeypatch):
@@ -159,6 +184,55 @@ def test_train_mlm_output_loads_in_transformers(tmp_path, monkeypatch):
         expected = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         _, got = ours(batch["input_ids"], batch["attention_mask"], head="mlm")
     assert (got - expected).abs().max() < 1e-4
+
+
+def test_unigram_baseline_counts_and_entropy(tmp_path, tokenizer):
+    """token_counts counts exactly the subset's tokens; the unigram model puts no mass on ids
+    that are never targets, and its cross-entropy on its own training text is the entropy."""
+    write_corpus(tmp_path / "corpus.txt")
+    corpus = TokenizedCorpus.build([tmp_path / "corpus.txt"], tokenizer, cache_dir=tmp_path / "cache")
+    train, held_out = corpus.split(0.2, seed=0)
+    counts = train.token_counts(tokenizer.vocab_size)
+    expected = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    for index in train.document_indices:
+        for token in corpus.document(index):
+            expected[token] += 1
+    assert np.array_equal(counts, expected)
+    assert counts.sum() + held_out.token_counts(tokenizer.vocab_size).sum() == len(corpus.ids)
+
+    log_p = unigram_log_probs(counts, tokenizer.all_special_ids)
+    assert torch.isneginf(log_p[tokenizer.all_special_ids]).all()
+    assert torch.exp(log_p.double()).sum().item() == pytest.approx(1.0, abs=1e-6)
+    smoothed = counts + 1.0
+    smoothed[tokenizer.all_special_ids] = 0
+    p = smoothed / smoothed.sum()
+    entropy = -(p[p > 0] * np.log(p[p > 0])).sum()
+    tokens = torch.as_tensor(np.concatenate([np.repeat(i, c) for i, c in enumerate(smoothed.astype(int))]))
+    assert (-log_p[tokens].double().mean()).item() == pytest.approx(entropy, rel=1e-5)
+
+
+def test_log_reports_the_context_gain(tmp_path, monkeypatch):
+    """context_gain = unigram_loss - eval_loss in every evaluated row; an untrained model is
+    worse than the unigram model (negative gain), and the unigram loss is the same at every
+    evaluation (same held-out masks)."""
+    from minibert.plots import read_log
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "corpus.txt")
+    run = run_train_mlm(tmp_path, tmp_path / "corpus.txt", "gain", "--max_steps=6")
+    log = read_log(run / "log.csv")
+    assert np.allclose(log["context_gain"], log["unigram_loss"] - log["eval_loss"], atol=2e-4)
+    assert np.allclose(log["unigram_loss"], log["unigram_loss"][0])
+    assert 0 < log["unigram_loss"][0] < np.log(300)
+    assert log["context_gain"][0] < 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_on_a_cpu_that_has_it(tmp_path, monkeypatch, capsys, native):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_mlm, "cpu_has_bfloat16", lambda: native)
+    write_corpus(tmp_path / "corpus.txt")
+    run_train_mlm(tmp_path, tmp_path / "corpus.txt", "auto", "--max_steps=2", "--device=cpu")
+    assert ("bfloat16" if native else "float32") in capsys.readouterr().out
 
 
 def test_unknown_setting_is_rejected():
