@@ -143,7 +143,7 @@ def train(settings, context, device):
     # ---- model ----
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
-    if settings["objective"] == "simcse" and model.config.hidden_dropout_prob == 0:
+    if settings["objective"] == "simcse" and settings["dropout"] is None and model.config.hidden_dropout_prob == 0:
         # Its two views of a sentence differ only by dropout: without it they are identical, and
         # the loss is trivially minimal. A model pretrained with --dropout=0 stores 0 in its config.
         raise ValueError(f"--objective=simcse needs dropout, and {settings['init']} has hidden dropout 0 in its "

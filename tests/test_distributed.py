@@ -51,7 +51,7 @@ def corpus_dir(tmp_path_factory):
 def mlm(corpus_dir, run, processes, *extra):
     # dropout 0: with dropout, each process draws its own masks, and the runs differ by design
     args = ["--corpus=corpus.txt", "--vocab=vocab", "--preset=tiny", "--max_seq_len=32", "--batch_size=8",
-            "--max_steps=4", "--dropout=0", "--eval_every=100", "--checkpoint_every=2", "--threads=1",
+            "--max_steps=4", "--dropout=0", "--dtype=float32", "--eval_every=100", "--checkpoint_every=2", "--threads=1",
             f"--run_dir={run}", f"--out_dir={run}/out", *extra]
     return launch("train_mlm.py", args, corpus_dir, processes)
 
