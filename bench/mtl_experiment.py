@@ -39,6 +39,7 @@ VARIANTS = {
     "separate": ["--strategy=separate"],
     "joint": ["--strategy=joint", "--weights=1,1"],
     "joint_1:3": ["--strategy=joint", "--weights=1,3"],  # a static weighting that favours SciERC
+    "joint_1:10": ["--strategy=joint", "--weights=1,10"],  # the exercise's suggested start for the 10% case
     "gradual": ["--strategy=gradual"],
     "gradnorm": ["--strategy=gradnorm"],
     "uncertainty": ["--strategy=uncertainty"],
@@ -70,6 +71,8 @@ DEFAULTS = dict(
     figures="docs/img",
     train_args="--unfreeze_every=15",  # more train_mtl.py settings: gradual opens all 7 groups within 100 steps
     report_only=False,  # rebuild the table from the finished runs in --out without running anything
+    section="",         # "": the short-budget grid's block of --results and mtl_grid.png; a name: its own block and figure
+    time_steps=0,       # > 0: first time this many steps of each strategy, print the plan's cost, and stop
 )
 
 
@@ -272,40 +275,96 @@ def plot(s, runs, cells, png_path):
     plt.close(fig)
 
 
+def section_names(section):
+    """The markers of the block in --results and the figure's name: one set per --section, so
+    the short-budget grid and a longer one each keep their own table."""
+    if not section:
+        return BEGIN, END, "mtl_grid.png"
+    return f"<!-- mtl-grid-{section}:begin -->", f"<!-- mtl-grid-{section}:end -->", f"mtl_grid_{section}.png"
+
+
 def write_report(s, runs):
     cells = collect(s, runs)
     if not cells:
         return
     out = Path(s["out"])
     (out / "summary.json").write_text(json.dumps({" / ".join(k): v for k, v in cells.items()}, indent=1) + "\n")
+    begin, end, figure = section_names(s["section"])
     figures = Path(s["figures"])
     figures.mkdir(parents=True, exist_ok=True)
-    plot(s, runs, cells, figures / "mtl_grid.png")
+    plot(s, runs, cells, figures / figure)
+    # the command that reproduces the table: every setting that differs from the defaults
+    changed = " ".join(shlex.quote(f"--{k}={v}") for k, v in s.items()
+                       if v != DEFAULTS[k] and k not in ("report_only", "time_steps"))
     settings = " ".join(f"--{k}={s[k]}" for k in ("max_steps", "batch_size", "learning_rate", "arxiv_train_limit",
                                                      "eval_limit", "eval_every", "cls_max_length"))
     settings += f" {s['train_args']}" if s["train_args"] else ""
     block = "\n".join([
-        BEGIN,
-        f"Command: `python bench/mtl_experiment.py --backbones={s['backbones']} --seeds={s['seeds']}` "
+        begin,
+        f"Command: `python bench/mtl_experiment.py{' ' + changed if changed else ''}`",
         f"(per run: {settings}; table written {time.strftime('%Y-%m-%d %H:%M')} from the runs finished by then).",
         "",
         table(s, runs, cells),
         "",
         *([f"Paired differences to joint 1:1 (same backbone, data and seed), mean and 95% t interval; "
            "* marks an interval that excludes 0:", "", paired, ""] if (paired := paired_table(s, runs, cells)) else []),
-        f"![test metrics per strategy]({Path('img') / 'mtl_grid.png'})",
-        END])
+        f"![test metrics per strategy]({Path('img') / figure})",
+        end])
     results = Path(s["results"])
     text = results.read_text() if results.is_file() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip() + "\n\n## Multi-task grid (bench/mtl_experiment.py)\n\n" + block + "\n"
+        title = f"Multi-task grid, {s['section']}" if s["section"] else "Multi-task grid"
+        text = text.rstrip() + f"\n\n## {title} (bench/mtl_experiment.py)\n\n" + block + "\n"
     results.write_text(text)
+
+
+# ----------------------------------------------------------------------------- sizing the plan
+
+def seconds_per_step(run_dir):
+    """Training seconds per step of a finished short run, summed over its phases (separate
+    has two), from the elapsed_s column of each phase's log; the first two steps (warm-up of
+    the allocator and kernels) are left out."""
+    total = 0.0
+    for log in sorted(Path(run_dir).glob("*_log.csv")):
+        rows = np.genfromtxt(log, delimiter=",", names=True, usecols=("step", "elapsed_s"))
+        rows = rows[rows["step"] > 2]
+        total += (rows["elapsed_s"][-1] - rows["elapsed_s"][0]) / (rows["step"][-1] - rows["step"][0])
+    return total
+
+
+def time_strategies(s):
+    """--time_steps=N: run every strategy of the grid for N steps (balanced data, first seed,
+    each backbone), then print seconds per step and what the whole grid would cost at
+    --max_steps. The test sets are cut to a few examples: only the training step is timed."""
+    runs = grid(s)
+    first = {}  # one run per (backbone, variant)
+    for run in runs:
+        first.setdefault((run["backbone"], run["variant"]), run)
+    short = {**s, "max_steps": s["time_steps"], "eval_every": s["time_steps"], "eval_limit": 20}
+    per_step = {}
+    for (backbone, variant), run in first.items():
+        run_dir = Path(s["out"]) / "timing" / f"{backbone}_{variant}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "train_mtl.log", "w") as log:
+            finished = subprocess.run(command(short, run, run_dir) + ["--test_limit=20", "--overwrite=true"],
+                                      stdout=log, stderr=subprocess.STDOUT)
+        if finished.returncode != 0:
+            raise RuntimeError(f"timing {backbone} {variant} failed; see {run_dir / 'train_mtl.log'}")
+        per_step[backbone, variant] = seconds_per_step(run_dir)
+        print(f"{backbone:>8} {variant:<22} {per_step[backbone, variant]:.3f} s/step", flush=True)
+    hours = sum(per_step[run["backbone"], run["variant"]] for run in runs) * s["max_steps"] / 3600
+    print(f"the grid: {len(runs)} runs of {s['max_steps']} steps, about {hours:.1f} hours of training steps "
+          f"(evaluation comes on top; gradual was timed with few layers open, so it costs up to joint's)")
+    return per_step
 
 
 def main(argv=None):
     s = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
+    if s["time_steps"]:
+        time_strategies(s)
+        return
     if s["report_only"]:
         write_report(s, grid(s))
     else:

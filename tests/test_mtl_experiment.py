@@ -49,6 +49,11 @@ def test_experiment_grid_writes_the_table(tmp_path):
     mtl_experiment.main(args + ["--report_only=true"])
     rebuilt = results.read_text().split("Paired differences to joint 1:1")[0]
     assert [l for l in rebuilt.splitlines() if l.startswith("| tiny |")] == rows
+    # a named section keeps its own block and figure beside the default one
+    mtl_experiment.main(args + ["--report_only=true", "--section=long"])
+    text = results.read_text()
+    assert text.count(mtl_experiment.BEGIN) == 1 and text.count("<!-- mtl-grid-long:begin -->") == 1
+    assert "--section=long" in text and (tmp_path / "img" / "mtl_grid_long.png").is_file()
     with pytest.raises(FileNotFoundError, match="train_mlm.py"):
         mtl_experiment.main(args[:0] + ["--backbones=mini=/nonexistent"] + args[1:])
 
@@ -60,3 +65,23 @@ def test_paired_difference_pairs_by_seed_and_gives_a_t_interval():
     assert half == pytest.approx(4.303 * 0.01 / np.sqrt(3))  # sd of (0.02, 0.04, 0.03) is 0.01; t(0.975, 2) = 4.303
     # a seed the baseline lacks is left out; one pair gives no interval
     assert mtl_experiment.paired_difference([0.6, 0.7], [0.5], [1, 2], [1]) == (pytest.approx(0.1), None, 1)
+
+
+def test_seconds_per_step_sums_the_phases_and_skips_the_first_steps(tmp_path):
+    # separate's two phases: 0.5 s/step and 0.25 s/step after step 2 (steps 1-2 are slower warm-up)
+    (tmp_path / "arxiv_log.csv").write_text("step,elapsed_s,learning_rate\n1,3.0,0\n2,4.0,0\n3,4.5,0\n4,5.0,0\n5,5.5,0\n")
+    (tmp_path / "scierc_log.csv").write_text("step,elapsed_s,learning_rate\n1,2.0,0\n2,2.5,0\n3,2.75,0\n5,3.25,0\n")
+    assert mtl_experiment.seconds_per_step(tmp_path) == pytest.approx(0.75)
+
+
+def test_time_steps_times_every_strategy_and_prices_the_grid(tmp_path, capsys):
+    fixture = write_fixture(tmp_path / "data")
+    per_step = mtl_experiment.time_strategies(mtl_experiment.parse_overrides(mtl_experiment.DEFAULTS, [
+        f"--backbones=tiny={fixture / 'init'}", "--strategies=joint,separate", "--imbalanced_extra=", "--seeds=1,2",
+        "--time_steps=5", "--max_steps=1000", "--batch_size=2", "--arxiv_train_limit=20", "--threads=1",
+        f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}"]))
+    assert set(per_step) == {("tiny", "joint"), ("tiny", "separate")} and all(v >= 0 for v in per_step.values())  # a tiny step can log 0.0 s
+    printed = capsys.readouterr().out
+    hours = 2 * 2 * 1000 * (per_step["tiny", "joint"] + per_step["tiny", "separate"]) / 3600  # 2 data x 2 seeds
+    assert f"the grid: 8 runs of 1000 steps, about {hours:.1f} hours" in printed
+    assert not list((tmp_path / "grid").glob("tiny_*"))  # nothing of the grid itself ran
