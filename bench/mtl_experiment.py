@@ -54,6 +54,7 @@ DEFAULTS = dict(
     backbones="minilm,mini=runs/cpu60/model",  # name=model_dir, comma separated ("minilm" alone: the package's)
     strategies="frozen,separate,joint,gradual,gradnorm,uncertainty,mmoe",
     imbalanced_extra="joint_1:3,uncertainty_lr0.025,mmoe_gradnorm",  # variants run only in the 10% SciERC case
+    balanced_extra="",  # variants run only with the whole of both datasets
     data="balanced,scierc10",
     seeds="1,2,3",
     max_steps=100,
@@ -102,9 +103,8 @@ def grid(s):
     for seed in [int(x) for x in s["seeds"].split(",")]:  # seed outermost: a cut-short grid is whole for its seeds
         for backbone, path in backbones.items():
             for data_name in data:
-                variants = s["strategies"].split(",")
-                if data_name != "balanced":
-                    variants += [v for v in s["imbalanced_extra"].split(",") if v]
+                extra = s["balanced_extra"] if data_name == "balanced" else s["imbalanced_extra"]
+                variants = [v for v in s["strategies"].split(",") + extra.split(",") if v]
                 for variant in variants:
                     if variant not in VARIANTS:
                         raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
@@ -169,9 +169,21 @@ def collect(s, runs):
                   "final_weights": next((p["final_task_weights"] for p in phases if len(p["final_task_weights"]) == 2), None),
                   "gate_usage": next(([p["gate_usage_dev"][t] for t in ("arxiv", "scierc")]
                                       for p in phases if p.get("gate_usage_dev")), None)}
+        values["best_steps"] = best_dev_steps(path.parent)
         for key, value in values.items():
             cell.setdefault(key, []).append(value)
     return cells
+
+
+def best_dev_steps(run_dir):
+    """The step of the checkpoint that was tested (the best dev score) in each phase's log:
+    where each run stopped improving, i.e. its early-stopping point."""
+    steps = []
+    for log in sorted(Path(run_dir).glob("*_log.csv")):
+        rows = np.genfromtxt(log, delimiter=",", names=True, usecols=("step", "dev_score"))
+        rows = rows[~np.isnan(rows["dev_score"])]
+        steps.append(int(rows["step"][np.argmax(rows["dev_score"])]))  # the first of equal scores, as train_mtl keeps
+    return steps
 
 
 def mean_std(values, scale=1.0, digits=3):
@@ -223,7 +235,7 @@ def paired_table(s, runs, cells, baseline="joint", metrics=(("arxiv_accuracy", "
 
 def table(s, runs, cells):
     lines = ["| backbone | data | strategy | trainable params | wall time (s) | arXiv acc | arXiv macro-F1 | "
-             "SciERC span F1 | seeds |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "SciERC span F1 | seeds | best dev step by seed |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     order = list(dict.fromkeys((r["backbone"], r["data"], r["variant"]) for r in runs))
     for key in order:
         if key not in cells:
@@ -231,7 +243,8 @@ def table(s, runs, cells):
         c = cells[key]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {int(np.mean(c['trainable_parameters'])):,} | "
                      f"{np.mean(c['wall_time_s']):.0f} | {mean_std(c['arxiv_accuracy'])} | "
-                     f"{mean_std(c['arxiv_macro_f1'])} | {mean_std(c['scierc_f1'])} | {len(c['scierc_f1'])} |")
+                     f"{mean_std(c['arxiv_macro_f1'])} | {mean_std(c['scierc_f1'])} | {len(c['scierc_f1'])} | "
+                     + ", ".join(" & ".join(map(str, steps)) for steps in c["best_steps"]) + " |")
     gates = [(key, np.mean(cells[key]["gate_usage"], axis=0)) for key in order
              if key in cells and all(g is not None for g in cells[key]["gate_usage"])]
     if gates:
@@ -342,7 +355,9 @@ def time_strategies(s):
     first = {}  # one run per (backbone, variant)
     for run in runs:
         first.setdefault((run["backbone"], run["variant"]), run)
-    short = {**s, "max_steps": s["time_steps"], "eval_every": s["time_steps"], "eval_limit": 20}
+    # a step costs the same whatever the size of the training set: load little of it
+    short = {**s, "max_steps": s["time_steps"], "eval_every": s["time_steps"], "eval_limit": 20,
+             "arxiv_train_limit": 400}
     per_step = {}
     for (backbone, variant), run in first.items():
         run_dir = Path(s["out"]) / "timing" / f"{backbone}_{variant}"

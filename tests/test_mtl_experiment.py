@@ -38,7 +38,7 @@ def test_experiment_grid_writes_the_table(tmp_path):
     row = next(r for r in rows if "| balanced | joint |" in r).split("|")
     mean, std = (float(x) for x in row[6].split("±"))
     assert mean == pytest.approx(np.mean(accuracies), abs=1e-3) and std == pytest.approx(np.std(accuracies, ddof=1), abs=1e-3)
-    assert row[-2].strip() == "2"  # seeds
+    assert row[9].strip() == "2" and row[10].strip() == "2, 2"  # seeds; the best dev step of each
     assert "Mean gate weight" in text and (tmp_path / "img" / "mtl_grid.png").is_file()
     # a second call finds every results.json and runs nothing
     stamp = (tmp_path / "grid" / "tiny_balanced_joint_s1" / "results.json").stat().st_mtime_ns
@@ -85,3 +85,20 @@ def test_time_steps_times_every_strategy_and_prices_the_grid(tmp_path, capsys):
     hours = 2 * 2 * 1000 * (per_step["tiny", "joint"] + per_step["tiny", "separate"]) / 3600  # 2 data x 2 seeds
     assert f"the grid: 8 runs of 1000 steps, about {hours:.1f} hours" in printed
     assert not list((tmp_path / "grid").glob("tiny_*"))  # nothing of the grid itself ran
+
+
+def test_best_dev_steps_is_the_tested_checkpoint_of_each_phase(tmp_path):
+    header = "step,elapsed_s,dev_score,dev_arxiv\n"
+    (tmp_path / "arxiv_log.csv").write_text(header + "1,0.1,,\n2,0.2,0.5,0.5\n3,0.3,,\n4,0.4,0.7,0.7\n6,0.6,0.6,0.6\n")
+    (tmp_path / "scierc_log.csv").write_text(header + "2,0.2,0.3,0.3\n4,0.4,0.3,0.3\n")  # a tie keeps the first
+    assert mtl_experiment.best_dev_steps(tmp_path) == [4, 2]
+
+
+def test_grid_runs_balanced_and_imbalanced_extras_only_in_their_case(tmp_path):
+    fixture = write_fixture(tmp_path / "data")
+    s = mtl_experiment.parse_overrides(mtl_experiment.DEFAULTS, [
+        f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--balanced_extra=frozen,separate",
+        "--imbalanced_extra=joint_1:10", "--seeds=1"])
+    assert [run["name"] for run in mtl_experiment.grid(s)] == [
+        "tiny_balanced_joint_s1", "tiny_balanced_frozen_s1", "tiny_balanced_separate_s1",
+        "tiny_scierc10_joint_s1", "tiny_scierc10_joint_1:10_s1"]
