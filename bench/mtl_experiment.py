@@ -120,7 +120,7 @@ def command(s, run, run_dir):
                 "ner_max_length", "threads"):
         args.append(f"--{key}={s[key]}")
     args.append(f"--train_limit=arxiv={s['arxiv_train_limit']}")
-    args.append(f"--checkpoint_every={s['max_steps']}")
+    args.append(f"--checkpoint_every={s['eval_every']}")  # a run stopped mid-way loses at most this many steps
     if s["data_dir"]:
         args.append(f"--data_dir={s['data_dir']}")
     return args + shlex.split(s["train_args"])
@@ -136,10 +136,11 @@ def run_all(s):
         run_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         print(f"[{index}/{len(runs)}] {run['name']} ...", flush=True)
-        with open(run_dir / "train_mtl.log", "w") as log:
-            # A run killed mid-way continues from its last checkpoint; one killed before its
-            # first checkpoint has nothing to keep, and starts afresh.
-            again = "--resume=true" if any(run_dir.glob("checkpoint*.pt")) else "--overwrite=true"
+        # A run killed mid-way continues from its last checkpoint (its log goes on); one killed
+        # before its first checkpoint has nothing to keep, and starts afresh.
+        resume = any(run_dir.glob("checkpoint*.pt"))
+        again = "--resume=true" if resume else "--overwrite=true"
+        with open(run_dir / "train_mtl.log", "a" if resume else "w") as log:
             finished = subprocess.run(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
         if finished.returncode != 0:
             raise RuntimeError(f"{run['name']} failed (exit {finished.returncode}); see {run_dir / 'train_mtl.log'}")

@@ -102,3 +102,18 @@ def test_grid_runs_balanced_and_imbalanced_extras_only_in_their_case(tmp_path):
     assert [run["name"] for run in mtl_experiment.grid(s)] == [
         "tiny_balanced_joint_s1", "tiny_balanced_frozen_s1", "tiny_balanced_separate_s1",
         "tiny_scierc10_joint_s1", "tiny_scierc10_joint_1:10_s1"]
+
+
+def test_a_run_stopped_mid_way_resumes_from_its_checkpoint(tmp_path):
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced",
+            "--seeds=1", "--max_steps=4", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20",
+            "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
+            f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}"]
+    mtl_experiment.main(args + ["--train_args=--unfreeze_every=15 --stop_at_step=2"])  # as if killed after step 2
+    run_dir = tmp_path / "grid" / "tiny_balanced_joint_s1"
+    assert not (run_dir / "results.json").is_file() and list(run_dir.glob("checkpoint*.pt"))
+    mtl_experiment.main(args)
+    log = (run_dir / "train_mtl.log").read_text()
+    assert "stopping at step 2" in log and "resumed at step 2" in log  # one log, both parts
+    assert (run_dir / "results.json").is_file()
