@@ -234,6 +234,22 @@ def paired_table(s, runs, cells, baseline="joint", metrics=(("arxiv_accuracy", "
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def anchor_rows(s):
+    """The reference library's single-task fine-tunes (bench/anchor_single_task.py run with
+    --out=<this grid's out>/anchor), as rows beside `separate`, which they should equal."""
+    found = {}
+    for task, metric in (("arxiv", "accuracy"), ("scierc", "f1")):
+        path = Path(s["out"]) / "anchor" / f"{task}_results.json"
+        if path.is_file():
+            found[task] = [(run["seed"], run["test"][metric], run["best_step"]) for run in json.loads(path.read_text())["runs"]]
+    if not found:
+        return []
+    column = {task: mean_std([value for _, value, _ in runs]) + f" ({len(runs)} seeds)" for task, runs in found.items()}
+    steps = "; ".join(f"{task} " + ", ".join(str(step) for _, _, step in runs) for task, runs in found.items())
+    return [f"| transformers | balanced | anchor: single-task BertFor...Classification | | | "
+            f"{column.get('arxiv', '')} | | {column.get('scierc', '')} | | {steps} |"]
+
+
 def table(s, runs, cells):
     lines = ["| backbone | data | strategy | trainable params | wall time (s) | arXiv acc | arXiv macro-F1 | "
              "SciERC span F1 | seeds | best dev step by seed |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -246,6 +262,7 @@ def table(s, runs, cells):
                      f"{np.mean(c['wall_time_s']):.0f} | {mean_std(c['arxiv_accuracy'])} | "
                      f"{mean_std(c['arxiv_macro_f1'])} | {mean_std(c['scierc_f1'])} | {len(c['scierc_f1'])} | "
                      + ", ".join(" & ".join(map(str, steps)) for steps in c["best_steps"]) + " |")
+    lines += anchor_rows(s)
     gates = [(key, np.mean(cells[key]["gate_usage"], axis=0)) for key in order
              if key in cells and all(g is not None for g in cells[key]["gate_usage"])]
     if gates:

@@ -49,6 +49,13 @@ def test_experiment_grid_writes_the_table(tmp_path):
     mtl_experiment.main(args + ["--report_only=true"])
     rebuilt = results.read_text().split("Paired differences to joint 1:1")[0]
     assert [l for l in rebuilt.splitlines() if l.startswith("| tiny |")] == rows
+    # the reference library's single-task runs, where bench/anchor_single_task.py put them, become a row
+    (tmp_path / "grid" / "anchor").mkdir()
+    (tmp_path / "grid" / "anchor" / "scierc_results.json").write_text(json.dumps({"runs": [
+        {"seed": 1, "test": {"f1": 0.5}, "best_step": 2}, {"seed": 2, "test": {"f1": 0.6}, "best_step": 4}]}))
+    mtl_experiment.main(args + ["--report_only=true"])
+    anchor = next(line for line in results.read_text().splitlines() if line.startswith("| transformers |"))
+    assert "| 0.550 ± 0.071 (2 seeds) |" in anchor and "scierc 2, 4" in anchor
     # a named section keeps its own block and figure beside the default one
     mtl_experiment.main(args + ["--report_only=true", "--section=long"])
     text = results.read_text()
