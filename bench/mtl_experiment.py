@@ -176,12 +176,17 @@ def collect(s, runs):
     return cells
 
 
+def phase_logs(run_dir, *columns):
+    """The given columns of each phase's training log in a run folder (separate has two)."""
+    return [np.genfromtxt(log, delimiter=",", names=True, usecols=columns)
+            for log in sorted(Path(run_dir).glob("*_log.csv"))]
+
+
 def best_dev_steps(run_dir):
     """The step of the checkpoint that was tested (the best dev score) in each phase's log:
     where each run stopped improving, i.e. its early-stopping point."""
     steps = []
-    for log in sorted(Path(run_dir).glob("*_log.csv")):
-        rows = np.genfromtxt(log, delimiter=",", names=True, usecols=("step", "dev_score"))
+    for rows in phase_logs(run_dir, "step", "dev_score"):
         rows = rows[~np.isnan(rows["dev_score"])]
         steps.append(int(rows["step"][np.argmax(rows["dev_score"])]))  # the first of equal scores, as train_mtl keeps
     return steps
@@ -358,8 +363,7 @@ def seconds_per_step(run_dir):
     has two), from the elapsed_s column of each phase's log; the first two steps (warm-up of
     the allocator and kernels) are left out."""
     total = 0.0
-    for log in sorted(Path(run_dir).glob("*_log.csv")):
-        rows = np.genfromtxt(log, delimiter=",", names=True, usecols=("step", "elapsed_s"))
+    for rows in phase_logs(run_dir, "step", "elapsed_s"):
         rows = rows[rows["step"] > 2]
         total += (rows["elapsed_s"][-1] - rows["elapsed_s"][0]) / (rows["step"][-1] - rows["step"][0])
     return total
