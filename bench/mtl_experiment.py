@@ -47,6 +47,7 @@ VARIANTS = {
     "uncertainty_lr0.025": ["--strategy=uncertainty", "--uncertainty_lr=0.025"],
     "mmoe": ["--strategy=mmoe", "--experts=4", "--expert_layers=1"],
     "mmoe_gradnorm": ["--strategy=mmoe", "--experts=4", "--expert_layers=1", "--weighting=gradnorm"],
+    "mmoe_1:10": ["--strategy=mmoe", "--experts=4", "--expert_layers=1", "--weights=1,10"],
 }
 DATA = {"balanced": "", "scierc10": "--task_fraction=scierc=0.1"}
 
@@ -249,7 +250,7 @@ def anchor_rows(s):
             found[task] = [(run["seed"], run["test"][metric], run["best_step"]) for run in json.loads(path.read_text())["runs"]]
     if not found:
         return []
-    column = {task: mean_std([value for _, value, _ in runs]) + f" ({len(runs)} seeds)" for task, runs in found.items()}
+    column = {task: mean_std([value for _, value, _ in runs]) + f" ({len(runs)} seed{'s' * (len(runs) > 1)})" for task, runs in found.items()}
     steps = "; ".join(f"{task} " + ", ".join(str(step) for _, _, step in runs) for task, runs in found.items())
     return [f"| transformers | balanced | anchor: single-task BertFor...Classification | | | "
             f"{column.get('arxiv', '')} | | {column.get('scierc', '')} | | {steps} |"]

@@ -19,7 +19,7 @@ def test_experiment_grid_writes_the_table(tmp_path):
     fixture = write_fixture(tmp_path / "data")
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\nkept text\n")
-    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint,mmoe", "--imbalanced_extra=joint_1:3",
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint,mmoe", "--imbalanced_extra=joint_1:3,mmoe_1:10",
             "--seeds=1,2", "--max_steps=2", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20",
             "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
             f"--results={results}", f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1"]
@@ -28,11 +28,14 @@ def test_experiment_grid_writes_the_table(tmp_path):
     assert text.startswith("# Results\n\nkept text\n") and text.count(mtl_experiment.BEGIN) == 1
     main_table, paired = text.split("Paired differences to joint 1:1")
     rows = [line for line in main_table.splitlines() if line.startswith("| tiny |")]
-    assert len(rows) == 5  # 2 balanced + 3 with 10% SciERC
+    assert len(rows) == 6  # 2 balanced + 4 with 10% SciERC
     paired_rows = [line for line in paired.splitlines() if line.startswith("| tiny |")]
-    assert len(paired_rows) == 3 and all(row.endswith("| 2 |") for row in paired_rows)  # every row but joint's
+    assert len(paired_rows) == 4 and all(row.endswith("| 2 |") for row in paired_rows)  # every row but joint's
     joint = json.loads((tmp_path / "grid" / "tiny_scierc10_joint_1:3_s1" / "results.json").read_text())
     assert joint["settings"]["weights"] == "1,3" and joint["settings"]["task_fraction"] == "scierc=0.1"
+    mmoe = json.loads((tmp_path / "grid" / "tiny_scierc10_mmoe_1:10_s1" / "results.json").read_text())
+    assert mmoe["settings"]["strategy"] == "mmoe" and mmoe["settings"]["weights"] == "1,10"
+    assert list(mmoe["phases"].values())[0]["final_task_weights"] == [1.0, 10.0]
     accuracies = [json.loads((tmp_path / "grid" / f"tiny_balanced_joint_s{seed}" / "results.json").read_text())
                   ["test"]["arxiv"]["accuracy"] for seed in (1, 2)]
     row = next(r for r in rows if "| balanced | joint |" in r).split("|")
