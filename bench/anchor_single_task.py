@@ -12,6 +12,9 @@ the same examples (minibert/tasks.py reads, subsamples and encodes them), the sa
 (batch_at with the seed), AdamW with decay on matrices, warm-up then linear decay, dev scored
 every --eval_every steps, the best dev checkpoint scored on the whole test set with the same
 metrics. Compare with `train_mtl.py --strategy=separate` at the same settings.
+
+Seeds accumulate in <out>/<task>_results.json: a later run with --seeds=1,2,3 keeps the seeds
+already there and trains only the others, and refuses settings that differ from theirs.
 """
 
 import json
@@ -101,6 +104,42 @@ def fine_tune(settings, task, seed, log):
     return {"seed": seed, "best_dev": best[0], "best_step": best[2], "test": test}
 
 
+# Settings that change what a run computes: seeds run under other values would not be comparable.
+NOT_COMPARED = ("seeds", "threads", "out", "data_dir")
+
+
+def earlier_runs(results_path, settings):
+    """{seed: run} already in results_path, after checking they were trained with these settings."""
+    if not results_path.is_file():
+        return {}
+    saved = json.loads(results_path.read_text())
+    for key, value in saved["settings"].items():
+        if key not in NOT_COMPARED and key in settings and settings[key] != value:
+            raise ValueError(f"{results_path} holds seeds {saved['settings']['seeds']} trained with --{key}={value}; "
+                             f"this run asks --{key}={settings[key]}: use the same settings or another --out")
+    return {run["seed"]: run for run in saved["runs"]}
+
+
+def drop_log_lines(log_path, seed):
+    if log_path.is_file():
+        lines = log_path.read_text().splitlines(keepends=True)
+        log_path.write_text("".join(line for line in lines if json.loads(line)["seed"] != seed))
+
+
+def write_summary(results_path, settings, runs, kind):
+    """Every seed's run in seed order, with the mean and std of the test metric."""
+    metric = "accuracy" if kind == "classification" else "f1"
+    ordered = [runs[seed] for seed in sorted(runs)]
+    values = [run["test"][metric] for run in ordered]
+    summary = {"settings": {**settings, "seeds": ",".join(str(seed) for seed in sorted(runs))}, "runs": ordered,
+               "test_" + metric: values, "mean": statistics.mean(values),
+               "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    temporary = results_path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    temporary.replace(results_path)  # a crash mid-write leaves the previous file whole
+    return summary
+
+
 def main(argv=None):
     settings = parse_overrides(DEFAULTS, sys.argv[1:] if argv is None else argv)
     if not settings["init"]:
@@ -114,21 +153,23 @@ def main(argv=None):
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     out = Path(settings["out"])
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    with open(out / f"{settings['task']}_log.jsonl", "w") as log:
-        for seed in (int(s) for s in settings["seeds"].split(",")):
-            task = tasks[settings["task"]].load(tokenizer, settings["max_length"], settings["task_fraction"],
-                                                settings["train_limit"], settings["eval_limit"],
-                                                settings["test_limit"], seed=seed)
-            started = time.perf_counter()
-            results.append({**fine_tune(settings, task, seed, log), "wall_time_s": time.perf_counter() - started})
-    metric = "accuracy" if tasks[settings["task"]].kind == "classification" else "f1"
-    values = [r["test"][metric] for r in results]
-    summary = {"settings": settings, "runs": results, "test_" + metric: values,
-               "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-    (out / f"{settings['task']}_results.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    print(f"transformers single-task {settings['task']}: test {metric} {summary['mean']:.3f} ± {summary['std']:.3f} "
-          f"over seeds {settings['seeds']} -> {out / (settings['task'] + '_results.json')}")
+    results_path, log_path = out / f"{settings['task']}_results.json", out / f"{settings['task']}_log.jsonl"
+    runs = earlier_runs(results_path, settings)  # {seed: run}: a later session adds seeds, never retrains one
+    for seed in (int(s) for s in settings["seeds"].split(",")):
+        if seed in runs:
+            print(f"seed {seed}: already in {results_path}, kept")
+            continue
+        drop_log_lines(log_path, seed)  # what a run of this seed stopped part-way left
+        task = tasks[settings["task"]].load(tokenizer, settings["max_length"], settings["task_fraction"],
+                                            settings["train_limit"], settings["eval_limit"],
+                                            settings["test_limit"], seed=seed)
+        started = time.perf_counter()
+        with open(log_path, "a") as log:
+            runs[seed] = {**fine_tune(settings, task, seed, log), "wall_time_s": time.perf_counter() - started}
+        write_summary(results_path, settings, runs, tasks[settings["task"]].kind)  # after every seed: nothing lost
+    summary = write_summary(results_path, settings, runs, tasks[settings["task"]].kind)
+    print(f"transformers single-task {settings['task']}: test {summary['mean']:.3f} ± {summary['std']:.3f} "
+          f"over seeds {summary['settings']['seeds']} -> {results_path}")
     return summary
 
 
