@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minibert.overrides import parse_overrides  # noqa: E402
 from minibert.pretraining_data import batch_at  # noqa: E402
 from minibert.tasks import builtin_tasks  # noqa: E402
-from minibert.tokenizer import WordPieceTokenizer  # noqa: E402
+from minibert.tokenizer import WordPieceTokenizer, write_atomically  # noqa: E402
 from minibert.training import DTYPES, learning_rate_at, optimizer_groups, set_learning_rate  # noqa: E402
 
 DEFAULTS = dict(
@@ -104,7 +104,7 @@ def fine_tune(settings, task, seed, log):
     return {"seed": seed, "best_dev": best[0], "best_step": best[2], "test": test}
 
 
-# Settings that change what a run computes: seeds run under other values would not be comparable.
+# Settings that do not change what a seed computes; every other one must equal the saved seeds'.
 NOT_COMPARED = ("seeds", "threads", "out", "data_dir")
 
 
@@ -134,9 +134,7 @@ def write_summary(results_path, settings, runs, kind):
     summary = {"settings": {**settings, "seeds": ",".join(str(seed) for seed in sorted(runs))}, "runs": ordered,
                "test_" + metric: values, "mean": statistics.mean(values),
                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-    temporary = results_path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    temporary.replace(results_path)  # a crash mid-write leaves the previous file whole
+    write_atomically(results_path, json.dumps(summary, indent=1, default=float) + "\n")
     return summary
 
 
