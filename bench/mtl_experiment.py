@@ -67,6 +67,7 @@ DEFAULTS = dict(
     cls_max_length=64,
     ner_max_length=128,
     threads=0,
+    jobs=1,             # runs at once: 1 on a CPU (they would share its cores); several on a GPU
     data_dir="",
     out="runs/mtl_grid",
     results="docs/RESULTS.md",
@@ -128,26 +129,44 @@ def command(s, run, run_dir):
 
 
 def run_all(s):
+    """Every run of the grid without a results.json, --jobs of them at a time: a GPU has room
+    for several of these small runs, and each leaves most of it idle (one is the right number
+    on a 2-core CPU). The table is rebuilt after each run; a failed run stops new ones from
+    starting, lets the others finish, and then raises."""
     out = Path(s["out"])
     runs = grid(s)
-    for index, run in enumerate(runs, 1):
-        run_dir = out / run["name"]
-        if (run_dir / "results.json").is_file():
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        print(f"[{index}/{len(runs)}] {run['name']} ...", flush=True)
-        # A run killed mid-way continues from its last checkpoint (its log goes on); one killed
-        # before its first checkpoint has nothing to keep, and starts afresh.
-        resume = any(run_dir.glob("checkpoint*.pt"))
-        again = "--resume=true" if resume else "--overwrite=true"
-        with open(run_dir / "train_mtl.log", "a" if resume else "w") as log:
-            finished = subprocess.run(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
-        if finished.returncode != 0:
-            raise RuntimeError(f"{run['name']} failed (exit {finished.returncode}); see {run_dir / 'train_mtl.log'}")
-        print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
-        write_report(s, runs)
+    waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
+    running, failed = [], []  # running: (process, run, log file, start time)
+    while waiting or running:
+        while waiting and not failed and len(running) < s["jobs"]:
+            index, run = waiting.pop(0)
+            running.append(start_run(s, run, out / run["name"], f"[{index}/{len(runs)}]"))
+        time.sleep(0.2)
+        for entry in [entry for entry in running if entry[0].poll() is not None]:
+            process, run, log, started = entry
+            running.remove(entry)
+            log.close()
+            if process.returncode != 0:
+                failed.append(f"{run['name']} failed (exit {process.returncode}); see {out / run['name'] / 'train_mtl.log'}")
+                print(failed[-1], flush=True)
+                continue
+            print(f"    {run['name']} done in {time.perf_counter() - started:.0f} s", flush=True)
+            write_report(s, runs)
+        if failed and not running:
+            raise RuntimeError("; ".join(failed))
     write_report(s, runs)
+
+
+def start_run(s, run, run_dir, position):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{position} {run['name']} ...", flush=True)
+    # A run killed mid-way continues from its last checkpoint (its log goes on); one killed
+    # before its first checkpoint has nothing to keep, and starts afresh.
+    resume = any(run_dir.glob("checkpoint*.pt"))
+    again = "--resume=true" if resume else "--overwrite=true"
+    log = open(run_dir / "train_mtl.log", "a" if resume else "w")
+    process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
+    return process, run, log, time.perf_counter()
 
 
 # ----------------------------------------------------------------------------- the report
