@@ -131,17 +131,17 @@ def test_a_run_stopped_mid_way_resumes_from_its_checkpoint(tmp_path):
 
 def test_parallel_jobs_finish_every_run_and_a_failure_stops_new_ones(tmp_path):
     fixture = write_fixture(tmp_path / "data")
-    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint,frozen", "--imbalanced_extra=", "--seeds=1,2",
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--seeds=1,2",
             "--max_steps=2", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20", "--eval_limit=0",
             "--threads=1", f"--data_dir={fixture}", f"--results={tmp_path / 'RESULTS.md'}",
-            f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1", "--jobs=3"]
+            f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1 --test_limit=4", "--jobs=2"]
     mtl_experiment.main(args + [f"--out={tmp_path / 'grid'}"])
     names = {run["name"] for run in mtl_experiment.grid(mtl_experiment.parse_overrides(mtl_experiment.DEFAULTS, args))}
-    assert len(names) == 8 and all((tmp_path / "grid" / name / "results.json").is_file() for name in names)
+    assert len(names) == 4 and all((tmp_path / "grid" / name / "results.json").is_file() for name in names)
     main_table = (tmp_path / "RESULTS.md").read_text().split("Paired differences to joint 1:1")[0]
     rows = [line for line in main_table.splitlines() if line.startswith("| tiny |")]
-    assert len(rows) == 4 and all(row.split("|")[9].strip() == "2" for row in rows)  # both seeds of every cell
-    # every run fails (an unknown setting): the first three start, the rest never do
+    assert len(rows) == 2 and all(row.split("|")[9].strip() == "2" for row in rows)  # both seeds of every cell
+    # every run fails (an unknown setting): the first two start, the rest never do
     with pytest.raises(RuntimeError, match=r"tiny_balanced_joint_s1 failed .* see .*train_mtl.log"):
-        mtl_experiment.main(args[:-2] + ["--train_args=--no_such_setting=1", "--jobs=3", f"--out={tmp_path / 'bad'}"])
-    assert len(list((tmp_path / "bad").iterdir())) == 3
+        mtl_experiment.main(args[:-2] + ["--train_args=--no_such_setting=1", "--jobs=2", f"--out={tmp_path / 'bad'}"])
+    assert len(list((tmp_path / "bad").iterdir())) == 2
