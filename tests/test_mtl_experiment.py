@@ -145,3 +145,19 @@ def test_parallel_jobs_finish_every_run_and_a_failure_stops_new_ones(tmp_path):
     with pytest.raises(RuntimeError, match=r"tiny_balanced_joint_s1 failed .* see .*train_mtl.log"):
         mtl_experiment.main(args[:-2] + ["--train_args=--no_such_setting=1", "--jobs=2", f"--out={tmp_path / 'bad'}"])
     assert len(list((tmp_path / "bad").iterdir())) == 2
+
+
+
+def test_every_variant_is_a_valid_train_mtl_command():
+    """A typo in a variant's settings would only show when its runs start, maybe hours into a
+    grid; train_mtl.py's own checks catch it here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import train_mtl
+    from minibert.overrides import parse_overrides
+    from minibert.training import check_settings
+
+    for name, args in mtl_experiment.VARIANTS.items():
+        settings = parse_overrides(train_mtl.DEFAULTS, args)
+        check_settings(settings)
+        assert train_mtl.chosen_strategy(settings) is not None, name
+    assert parse_overrides(train_mtl.DEFAULTS, mtl_experiment.VARIANTS["gradnorm_alpha0"])["gradnorm_alpha"] == 0.0
