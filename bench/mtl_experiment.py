@@ -19,6 +19,7 @@ subsampled to --arxiv_train_limit, papers cut at --cls_max_length tokens.
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -138,40 +139,56 @@ def run_all(s):
     """Every run of the grid without a results.json, --jobs of them at a time: a GPU has room
     for several of these small runs, and each leaves most of it idle (one is the right number
     on a 2-core CPU). The table is rebuilt after each run; a failed run stops new ones from
-    starting, lets the others finish, and then raises."""
+    starting, lets the others finish, and then raises. A grid stopped by Ctrl-C or `kill`
+    stops its runs too: left alone they would train on unseen, and a second grid started over
+    them would train the same runs into the same folders at once."""
     out = Path(s["out"])
     runs = grid(s)
     waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
     running, failed = [], []  # running: (process, run, log file, start time)
-    while waiting or running:
-        while waiting and not failed and len(running) < s["jobs"]:
-            index, run = waiting.pop(0)
-            running.append(start_run(s, run, out / run["name"], f"[{index}/{len(runs)}]"))
-        time.sleep(0.2)
-        for entry in [entry for entry in running if entry[0].poll() is not None]:
-            process, run, log, started = entry
-            running.remove(entry)
+    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        while waiting or running:
+            while waiting and not failed and len(running) < s["jobs"]:
+                index, run = waiting.pop(0)
+                running.append(start_run(s, run, out / run["name"], f"[{index}/{len(runs)}]"))
+            time.sleep(0.2)
+            for entry in [entry for entry in running if entry[0].poll() is not None]:
+                process, run, log, started = entry
+                running.remove(entry)
+                log.close()
+                if process.returncode != 0:
+                    failed.append(f"{run['name']} failed (exit {process.returncode}); see {out / run['name'] / 'train_mtl.log'}")
+                    print(failed[-1], flush=True)
+                    continue
+                print(f"    {run['name']} done in {time.perf_counter() - started:.0f} s", flush=True)
+                write_report(s, runs)
+            if failed and not running:
+                raise RuntimeError("; ".join(failed))
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        for process, run, log, _ in running:  # only when stopped: a finished grid has none left
+            process.terminate()
+        for process, run, log, _ in running:
+            process.wait()
             log.close()
-            if process.returncode != 0:
-                failed.append(f"{run['name']} failed (exit {process.returncode}); see {out / run['name'] / 'train_mtl.log'}")
-                print(failed[-1], flush=True)
-                continue
-            print(f"    {run['name']} done in {time.perf_counter() - started:.0f} s", flush=True)
-            write_report(s, runs)
-        if failed and not running:
-            raise RuntimeError("; ".join(failed))
     write_report(s, runs)
+
+
+def stop_on_sigterm(signum, frame):
+    raise SystemExit("mtl_experiment: stopped by SIGTERM; its runs were stopped too, and continue from their "
+                     "last checkpoint when the same command is run again")
 
 
 def start_run(s, run, run_dir, position):
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{position} {run['name']} ...", flush=True)
     # A run killed mid-way continues from its last checkpoint (its log goes on); one killed
     # before its first checkpoint has nothing to keep, and starts afresh.
     resume = any(run_dir.glob("checkpoint*.pt"))
     again = "--resume=true" if resume else "--overwrite=true"
     log = open(run_dir / "train_mtl.log", "a" if resume else "w")
     process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
+    print(f"{position} {run['name']} ... (pid {process.pid})", flush=True)
     return process, run, log, time.perf_counter()
 
 

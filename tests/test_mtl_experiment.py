@@ -161,3 +161,42 @@ def test_every_variant_is_a_valid_train_mtl_command():
         check_settings(settings)
         assert train_mtl.chosen_strategy(settings) is not None, name
     assert parse_overrides(train_mtl.DEFAULTS, mtl_experiment.VARIANTS["gradnorm_alpha0"])["gradnorm_alpha"] == 0.0
+
+
+
+def test_stopping_the_grid_stops_the_runs_it_started(tmp_path):
+    """A grid stopped by `kill` (SIGTERM reaches only its own process) takes its runs with it:
+    left alone they would go on in the background, and a second grid started over them would
+    train the same runs into the same folders at once."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--seeds=1",
+            "--max_steps=100000", "--batch_size=2", "--eval_every=100000", "--arxiv_train_limit=20",
+            "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
+            f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}",
+            "--train_args=--unfreeze_every=1", "--jobs=2"]
+    printed = tmp_path / "grid.log"
+    with open(printed, "w") as out:
+        grid = subprocess.Popen([sys.executable, mtl_experiment.__file__, *args], stdout=out, stderr=subprocess.STDOUT)
+    pids, deadline = [], time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline and grid.poll() is None:
+        time.sleep(0.2)  # both runs started: "[1/2] tiny_balanced_joint_s1 ... (pid 1234)"
+        pids = [int(line.rsplit("(pid ", 1)[1].rstrip(")")) for line in printed.read_text().splitlines() if "(pid " in line]
+    grid.send_signal(signal.SIGTERM)
+    grid.wait(timeout=60)
+    assert len(pids) == 2, f"the grid did not say which processes it started:\n{printed.read_text()}"
+    assert grid.returncode != 0 and "stopped by SIGTERM" in printed.read_text()
+    time.sleep(0.5)
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            alive.append(pid)
+            os.kill(pid, signal.SIGKILL)  # do not leave it training after a failed test
+        except ProcessLookupError:
+            pass
+    assert not alive, f"runs {alive} went on after their grid was stopped"
