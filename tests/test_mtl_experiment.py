@@ -64,6 +64,15 @@ def test_experiment_grid_writes_the_table(tmp_path):
     text = results.read_text()
     assert text.count(mtl_experiment.BEGIN) == 1 and text.count("<!-- mtl-grid-long:begin -->") == 1
     assert "--section=long" in text and (tmp_path / "img" / "mtl_grid_long.png").is_file()
+    # --paired_to pairs every row with another variant: the 10% case's best static weighting
+    mtl_experiment.main(args + ["--report_only=true", "--section=to13", "--paired_to=joint_1:3"])
+    block = results.read_text().split("<!-- mtl-grid-to13:begin -->")[1]
+    paired = block.split("Paired differences to joint_1:3")[1]
+    paired_rows = [line for line in paired.splitlines() if line.startswith("| tiny |")]
+    assert [row.split("|")[3].strip() for row in paired_rows] == ["joint", "mmoe", "mmoe_1:10"]  # 10% only
+    assert "SciERC span F1 - joint_1:3" in paired
+    with pytest.raises(ValueError, match="--paired_to takes a variant"):
+        mtl_experiment.main(args + ["--report_only=true", "--paired_to=joint_1:4"])
     with pytest.raises(FileNotFoundError, match="train_mlm.py"):
         mtl_experiment.main(args[:0] + ["--backbones=mini=/nonexistent"] + args[1:])
 
