@@ -59,6 +59,9 @@ def test_experiment_grid_writes_the_table(tmp_path):
     mtl_experiment.main(args + ["--report_only=true"])
     anchor = next(line for line in results.read_text().splitlines() if line.startswith("| transformers |"))
     assert "| 0.550 ± 0.071 (2 seeds) |" in anchor and "scierc 2, 4" in anchor
+    mtl_experiment.main(args + ["--report_only=true", "--data=scierc10", "--section=only10"])
+    only10 = results.read_text().split("<!-- mtl-grid-only10:begin -->")[1]
+    assert "| tiny | scierc10 |" in only10 and "| transformers |" not in only10  # anchors used the whole SciERC
     # a named section keeps its own block and figure beside the default one
     mtl_experiment.main(args + ["--report_only=true", "--section=long"])
     text = results.read_text()
