@@ -3,7 +3,11 @@ file is rebuilt from the runs' results.json (so the figures in docs/RESULTS.md t
 and a finished run is not repeated."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +163,6 @@ def test_parallel_jobs_finish_every_run_and_a_failure_stops_new_ones(tmp_path):
     assert len(list((tmp_path / "bad").iterdir())) == 2
 
 
-
 def test_every_variant_is_a_valid_train_mtl_command():
     """A typo in a variant's settings would only show when its runs start, maybe hours into a
     grid; train_mtl.py's own checks catch it here."""
@@ -175,16 +178,10 @@ def test_every_variant_is_a_valid_train_mtl_command():
     assert parse_overrides(train_mtl.DEFAULTS, mtl_experiment.VARIANTS["gradnorm_alpha0"])["gradnorm_alpha"] == 0.0
 
 
-
 def test_stopping_the_grid_stops_the_runs_it_started(tmp_path):
     """A grid stopped by `kill` (SIGTERM reaches only its own process) takes its runs with it:
     left alone they would go on in the background, and a second grid started over them would
     train the same runs into the same folders at once."""
-    import os
-    import signal
-    import subprocess
-    import time
-
     fixture = write_fixture(tmp_path / "data")
     args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--seeds=1",
             "--max_steps=100000", "--batch_size=2", "--eval_every=100000", "--arxiv_train_limit=20",
