@@ -22,6 +22,7 @@ IGNORED_PREFIXES = ("embeddings.position_ids", "pooler.", "cls.seq_relationship.
 def hf_name_map(config, mlm_head_name=None):
     """{Hugging Face name (without the `bert.` prefix): minibert name} for every tensor.
 
+    >>> from minibert.config import BertConfig
     >>> m = hf_name_map(BertConfig.from_preset("tiny"), "mlm")
     >>> m["encoder.layer.1.attention.output.LayerNorm.weight"]
     'encoder.layers.1.attention_norm.weight'

@@ -204,6 +204,7 @@ def word_windows(piece_counts, room):
 
     >>> word_windows([2, 3, 1, 4], room=5)
     [(0, 2), (2, 4)]
+
     A single word longer than the room gets a window of its own and is truncated to it
     (its first piece, the one that carries the label, is always kept).
     """

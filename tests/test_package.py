@@ -1,6 +1,8 @@
-"""The package as a whole: the names at its top, and imports that form no circle."""
+"""The package as a whole: the names at its top, imports that form no circle, examples that hold."""
 
 import ast
+import doctest
+import importlib
 import inspect
 import subprocess
 import sys
@@ -24,6 +26,16 @@ def test_the_main_classes_import_from_the_top_level():
     tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat"])
     assert SentenceEmbedder(model, tokenizer).encode(["a cat"]).shape == (1, 8)
     assert set(minibert.__all__) <= set(dir(minibert))
+
+
+def test_every_example_in_a_docstring_gives_what_it_shows():
+    # Readers check the worked examples by hand (`>>>` lines): each must be true.
+    attempted = 0
+    for path in sorted(PACKAGE.glob("*.py")):
+        result = doctest.testmod(importlib.import_module(f"minibert.{path.stem}"), report=False)
+        assert result.failed == 0, f"{path.name}: {result.failed} example(s) give something else (python -m doctest)"
+        attempted += result.attempted
+    assert attempted >= 50  # the examples were found and run
 
 
 def test_the_tokenizer_alone_does_not_import_torch():
