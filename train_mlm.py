@@ -100,7 +100,8 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, settings, device, 
         n = int((labels != -100).sum())
         total_loss += loss.item() * n
         unigram_loss -= float(unigram[labels[labels != -100]].sum())
-        correct += int((logits.argmax(-1).cpu() == labels[labels != -100]).sum())
+        targets = model.heads["mlm"].prediction_targets(labels)  # the label of each row of logits (-100: none)
+        correct += int((logits.argmax(-1).cpu() == targets).sum())
         count += n
     model.train()
     return total_loss / max(count, 1), correct / max(count, 1), unigram_loss / max(count, 1)
@@ -159,15 +160,18 @@ def train(settings, context, device):
                                     pad_token_id=tokenizer.pad_token_id,
                                     max_position_embeddings=max(512, settings["max_seq_len"]),
                                     **dropout_overrides(settings["dropout"]))
+    masker = Masker.for_tokenizer(tokenizer, rate=settings["mask_rate"], strategy=settings["masking"])
     model = TransformerWithHeads(config)
-    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    # A fixed number of prediction slots per sequence (the most the masker can pick): no wait
+    # for the GPU to count the masked tokens, and one shape for a compiled step (heads.py).
+    model.add_head("mlm", MaskedLanguageModelingHead(config,
+                                                     max_predictions=masker.max_per_sequence(settings["max_seq_len"])))
     model.to(device)
     say(f"model: preset {settings['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"device {device}, {precision.name}")
     optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=context.is_main),
                                   lr=settings["learning_rate"],
                                   betas=(settings["beta1"], settings["beta2"]), fused=device.type == "cuda")
-    masker = Masker.for_tokenizer(tokenizer, rate=settings["mask_rate"], strategy=settings["masking"])
     step, elapsed = 0, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])

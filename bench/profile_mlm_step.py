@@ -75,13 +75,13 @@ def main():
 
     config = BertConfig.from_preset(args.preset, vocab_size=args.vocab_size, pad_token_id=SPECIAL["pad"])
     torch.manual_seed(0)
+    masker = Masker(args.vocab_size, list(SPECIAL.values()), SPECIAL["mask"], rate=0.15, strategy="exact")
     model = TransformerWithHeads(config)
-    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    model.add_head("mlm", MaskedLanguageModelingHead(config, max_predictions=masker.max_per_sequence(args.seq_len)))
     model.to(device).train()
     optimizer = torch.optim.AdamW(optimizer_groups(model, 0.01, verbose=False), lr=1e-4, fused=device.type == "cuda")
     embedding_only = torch.optim.AdamW([model.encoder.embeddings.word_embeddings.weight], lr=1e-4,
                                        fused=device.type == "cuda")
-    masker = Masker(args.vocab_size, list(SPECIAL.values()), SPECIAL["mask"], rate=0.15, strategy="exact")
     corpus = synthetic_corpus(args.vocab_size)
     sequences = DocumentSubset(corpus, np.arange(len(corpus))).sequences(args.seq_len)
 

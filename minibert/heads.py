@@ -36,16 +36,33 @@ def mean_pool(hidden_states, attention_mask=None):
 class MaskedLanguageModelingHead(nn.Module):
     """dense -> activation -> LayerNorm -> decoder tied to the word embeddings (+ own bias).
 
-    With labels, logits are computed only at the masked positions (labels != -100):
-    the decoder is a (H x vocab) matrix multiply, the largest in a small model with a 30k
-    vocabulary, and ~85% of the positions carry no label. The loss is the same as with
-    full logits; the output is then the (num_masked, vocab) logits, in row-major order of
-    the masked positions. Without labels the output is the full (B, T, vocab) logits.
+    With labels, logits are computed only at the masked positions (labels != -100): the
+    decoder is a (H x vocab) matrix multiply, the largest in a small model with a 30k
+    vocabulary, and ~85% of the positions carry no label. The loss is the same as with full
+    logits. Two ways to find the masked positions, the same loss:
+
+      max_predictions=None  boolean indexing, hidden_states[labels != -100]: the output is
+                            the (M, vocab) logits of the M masked positions, in row-major
+                            order. M is known only once the host has read the labels back: on
+                            a GPU the host waits for the device, and every batch has a new
+                            shape, so a compiled step breaks into several graphs.
+      max_predictions=P     P slots per sequence (BERT's max_predictions_per_seq, gathered as
+                            its run_pretraining.py does): each row's masked positions in
+                            order, then unmasked ones whose label -100 keeps them out of the
+                            loss. The output is (B, P, vocab); no read-back, one shape, so
+                            a compiled step is one graph that a GPU can replay (CUDA graphs).
+                            A row may have at most P labels (Masker.max_per_sequence gives P).
+
+    prediction_targets(labels) gives the label of every output row in either case. Without
+    labels the output is the full (B, T, vocab) logits.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, max_predictions=None):
         super().__init__()
+        if max_predictions is not None and max_predictions < 1:
+            raise ValueError(f"max_predictions must be a positive number of slots or None, got {max_predictions}")
         self.config = config
+        self.max_predictions = max_predictions  # a training-time choice: not saved with the model
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -59,12 +76,44 @@ class MaskedLanguageModelingHead(nn.Module):
         h = self.layer_norm(self.act(self.dense(hidden_states)))
         return self.decoder(h) + self.bias
 
+    def prediction_slots(self, labels):
+        """(B, T) labels -> (B, P) positions: each row's labelled positions first, in order.
+
+            >>> from minibert.config import BertConfig
+            >>> head = MaskedLanguageModelingHead(BertConfig.from_preset("tiny"), max_predictions=2)
+            >>> head.prediction_slots(torch.tensor([[-100, 7, -100, 9], [5, -100, -100, -100]]))
+            tensor([[1, 3],
+                    [0, 1]])
+        """
+        P = min(self.max_predictions, labels.shape[1])
+        unlabelled = (labels == -100).to(torch.uint8)  # the sort key: labelled (0) before unlabelled (1)
+        slots = torch.sort(unlabelled, dim=1, stable=True).indices[:, :P]  # (B, P)
+        # A row with more labels than slots would lose some without a word. The check runs on
+        # the device, so the host does not wait for it (on a GPU it fails at the next sync).
+        torch._assert_async(((labels != -100).sum(dim=1) <= P).all(),
+                            f"a row of labels has more than max_predictions={P} masked positions")
+        return slots
+
+    def prediction_targets(self, labels):
+        """The label of every row of forward's output: (M,) without slots, (B, P) with
+        slots, where a slot left empty holds -100."""
+        if self.max_predictions is None:
+            return labels[labels != -100]
+        return labels.gather(1, self.prediction_slots(labels))
+
     def forward(self, hidden_states, attention_mask=None, labels=None):
         if labels is None:
             return None, self.logits(hidden_states)  # (B, T, V)
-        masked_positions = labels != -100  # (B, T) bool
-        logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
-        loss = F.cross_entropy(at_least_float32(logits), labels[masked_positions])
+        if self.max_predictions is None:
+            masked_positions = labels != -100  # (B, T) bool
+            logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
+            targets = labels[masked_positions]  # (M,)
+        else:
+            slots = self.prediction_slots(labels)  # (B, P)
+            H = hidden_states.shape[-1]
+            logits = self.logits(hidden_states.gather(1, slots[..., None].expand(-1, -1, H)))  # (B, P, V)
+            targets = labels.gather(1, slots)  # (B, P), -100 at empty slots
+        loss = F.cross_entropy(at_least_float32(logits).flatten(0, -2), targets.flatten())  # ignores -100
         return loss, logits
 
     def describe(self):

@@ -59,6 +59,18 @@ class Masker:
             count = count.clamp(max=self.max_predictions)
         return torch.minimum(count, num_candidates)
 
+    def max_per_sequence(self, seq_len):
+        """The most positions a sequence of seq_len tokens can have picked: the slots the MLM
+        head needs (MaskedLanguageModelingHead(config, max_predictions=...)). None for
+        "bernoulli", which has no bound.
+
+            >>> Masker(vocab_size=10, special_ids=[0], mask_id=3, rate=0.15, strategy="exact").max_per_sequence(128)
+            19
+        """
+        if self.strategy == "bernoulli":
+            return None
+        return int(self.budget(torch.tensor([seq_len]))[0])  # the budget grows with the number of candidates
+
     def pick(self, input_ids, generator):
         """(B, T) ids -> (B, T) bool, True where the model must predict."""
         candidates = ~self.is_special[input_ids]  # (B, T)

@@ -156,3 +156,60 @@ def test_heads_rebuild_from_their_description():
     for head in model.heads.values():
         rebuilt = build_head(model.config, head.describe())
         assert type(rebuilt) is type(head) and rebuilt.describe() == head.describe()
+
+
+def mlm_batch(config, seed=0):
+    """A padded batch whose rows have 0 to 3 labels (row 1 none: every slot of it stays empty)."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids, attention_mask, token_type_ids = random_batch(config)
+    labels = torch.full_like(input_ids, -100)
+    for row, count in enumerate([3, 0, 2, 1][:len(labels)]):
+        real = attention_mask[row].nonzero().squeeze(1)
+        picked = real[torch.randperm(len(real), generator=g)[:count]]
+        labels[row, picked] = torch.randint(0, config.vocab_size, (len(picked),), generator=g)
+    return input_ids, attention_mask, token_type_ids, labels
+
+
+@pytest.mark.parametrize("max_predictions", [3, 5])
+def test_mlm_prediction_slots_give_the_loss_and_gradients_of_boolean_indexing(max_predictions):
+    model = model_with_all_heads(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).double()
+    input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)
+    head = model.heads["mlm"]
+    results = {}
+    for slots in (None, max_predictions):
+        head.max_predictions = slots
+        model.zero_grad()
+        loss, logits = model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+        loss.backward()
+        results[slots] = loss, logits, head.prediction_targets(labels), [p.grad.clone() for p in model.parameters()
+                                                                           if p.grad is not None]
+    (loss, logits, targets, grads), (slot_loss, slot_logits, slot_targets, slot_grads) = results.values()
+    assert slot_logits.shape == (BATCH, max_predictions, 99) and slot_targets.shape == (BATCH, max_predictions)
+    torch.testing.assert_close(slot_loss, loss)
+    filled = slot_targets != -100  # the filled slots are the masked positions, in the same order
+    assert torch.equal(slot_targets[filled], targets)
+    torch.testing.assert_close(slot_logits[filled], logits)
+    assert len(slot_grads) == len(grads)
+    for slot_grad, grad in zip(slot_grads, grads):
+        torch.testing.assert_close(slot_grad, grad)
+
+
+def test_mlm_prediction_slots_refuse_a_row_with_more_labels_than_slots():
+    model = model_with_all_heads()
+    model.heads["mlm"].max_predictions = 2
+    input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)  # row 0 has 3 labels
+    with pytest.raises(RuntimeError, match="more than max_predictions=2"):
+        model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+    with pytest.raises(ValueError, match="max_predictions"):
+        MaskedLanguageModelingHead(model.config, max_predictions=0)
+
+
+def test_an_mlm_training_step_with_prediction_slots_compiles_to_one_graph():
+    # One graph, no read-back: what lets a GPU replay the whole step (CUDA graphs). Boolean
+    # indexing breaks it three times, around its nonzero() (the host must learn M).
+    model = model_with_all_heads()
+    model.heads["mlm"].max_predictions = 3
+    input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)
+    explanation = torch._dynamo.explain(model)(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()

@@ -133,3 +133,18 @@ def test_bad_settings(kwargs, message):
         masker(**kwargs)
     with pytest.raises(ValueError, match="continuation_ids"):
         Masker(VOCAB, [0], MASK, rate=0.15, strategy="whole_word")
+
+
+@pytest.mark.parametrize("strategy, rate, cap", [("exact", 0.15, None), ("exact", 0.4, None), ("exact", 0.5, 3),
+                                                 ("whole_word", 0.15, None), ("whole_word", 0.4, None)])
+def test_max_per_sequence_bounds_every_row_and_is_reached(strategy, rate, cap):
+    # The MLM head gets this many slots per row: a row with more picks would lose labels.
+    ids, _ = make_batch(batch=256)
+    ids[:8, 1:] = 7  # full rows (no [SEP], no padding): every position a candidate
+    m = masker(rate=rate, strategy=strategy, max_predictions=cap)
+    _, labels = m(ids, torch.Generator().manual_seed(2))
+    counts = (labels != -100).sum(dim=1)
+    bound = m.max_per_sequence(ids.shape[1])
+    assert counts.max() <= bound
+    assert (counts[:8] == bound).all()  # the bound is tight: no slot is wasted on a full row
+    assert masker(strategy="bernoulli").max_per_sequence(40) is None
