@@ -1,6 +1,6 @@
 """Training throughput of one MLM step: minibert vs transformers.BertForMaskedLM (sdpa).
 
-Both models get the same config, the same batch (15% of positions labelled), the same
+Both models get the same config, the same batch (15% of each row masked), the same
 autocast dtype and a fused AdamW step (on a GPU). They are timed alternately in this one
 process, so that whatever else the machine is doing slows both alike; the ratio is the
 figure to read. On a GPU it also prints the model FLOPs utilisation (MFU): the FLOPs the
@@ -11,6 +11,7 @@ MLM decoder at the masked positions) over the card's dense peak for the dtype.
     python bench/bench_mlm_step.py --preset=tiny --steps=3
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --preset=base --batch_size=128
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true   # minibert compiled
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true --compile_mode=reduce-overhead
     python bench/bench_mlm_step.py --device=cuda --profile=true   # where minibert's step spends its time
 """
 
@@ -22,6 +23,7 @@ import torch
 
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
+from minibert.masking import Masker
 from minibert.training import DTYPES, Precision, pick_device
 from minibert.transformer_with_heads import TransformerWithHeads
 
@@ -29,16 +31,16 @@ from minibert.transformer_with_heads import TransformerWithHeads
 PEAK_FLOPS = {("H100", torch.bfloat16): 989e12, ("H100", torch.float16): 989e12, ("H100", torch.float32): 67e12,
               ("H200", torch.bfloat16): 989e12, ("H200", torch.float16): 989e12, ("H200", torch.float32): 67e12,
               ("A100", torch.bfloat16): 312e12, ("A100", torch.float16): 312e12, ("A100", torch.float32): 19.5e12}
+COMPILE_MODES = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+SPECIAL_IDS = [0, 1, 2, 3, 4]  # [PAD] [UNK] [CLS] [SEP] [MASK], as in BERT's vocab.txt
 
 
-def make_batch(config, batch_size, seq_len, mask_rate, seed=0):
+def make_batch(masker, config, batch_size, seq_len, seed=0):
+    """Random ids (no padding), masked as train_mlm.py masks: exactly 15% of each row."""
     g = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(5, config.vocab_size, (batch_size, seq_len), generator=g)
-    labels = torch.full_like(input_ids, -100)
-    chosen = torch.rand(input_ids.shape, generator=g) < mask_rate
-    labels[chosen] = input_ids[chosen]
-    input_ids[chosen] = 4  # a [MASK]-like id
-    return input_ids, torch.ones_like(input_ids), labels
+    input_ids = torch.randint(len(SPECIAL_IDS), config.vocab_size, (batch_size, seq_len), generator=g)
+    masked_ids, labels = masker(input_ids, g)
+    return masked_ids, torch.ones_like(input_ids), labels
 
 
 def step_flops(config, batch_size, seq_len, masked):
@@ -70,6 +72,9 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="autocast dtype of both models")
     parser.add_argument("--compile", default="false", choices=["true", "false"], help="torch.compile minibert's model")
+    parser.add_argument("--compile_mode", default="default", choices=COMPILE_MODES,
+                        help="torch.compile's mode: reduce-overhead replays the step as CUDA graphs (a GPU's kernel "
+                             "launches cost no host time), max-autotune also searches matrix-product kernels")
     parser.add_argument("--profile", default="false", choices=["true", "false"],
                         help="print the top operations of one minibert step (torch.profiler)")
     args = parser.parse_args()
@@ -81,22 +86,25 @@ def main():
     from transformers import BertConfig as ReferenceConfig, BertForMaskedLM
 
     config = BertConfig.from_preset(args.preset, vocab_size=30522)
+    masker = Masker(config.vocab_size, SPECIAL_IDS, mask_id=4, rate=0.15, strategy="exact")
     torch.manual_seed(0)
     ours = TransformerWithHeads(config)
-    ours.add_head("mlm", MaskedLanguageModelingHead(config))
+    ours.add_head("mlm", MaskedLanguageModelingHead(config, max_predictions=masker.max_per_sequence(args.seq_len)))
     reference_config = ReferenceConfig(**{k: v for k, v in config.to_dict().items() if k != "fused_attention"})
     reference = BertForMaskedLM(reference_config)
     reference.config._attn_implementation = "sdpa"
     ours.to(device).train(), reference.to(device).train()
     if args.compile == "true":
-        ours.compile()
-    input_ids, attention_mask, labels = make_batch(config, args.batch_size, args.seq_len, 0.15)
+        ours.compile(mode=args.compile_mode)
+    input_ids, attention_mask, labels = make_batch(masker, config, args.batch_size, args.seq_len)
     # As train_mlm.py does: a batch without padding needs no mask (decided on the host).
     our_mask = None if attention_mask.all() else attention_mask.to(device)
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
     fused = device.type == "cuda"
 
     def step_ours(optimizer):
+        if args.compile == "true":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's memory
         with precision.autocast():
             loss, _ = ours(input_ids, our_mask, head="mlm", labels=labels)
         loss.backward()
@@ -129,7 +137,8 @@ def main():
     peak = peak_flops(device, precision.dtype)
     card = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} device={device}{card} "
-          f"dtype={args.dtype} compile={args.compile} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"dtype={args.dtype} compile={args.compile}{f' ({args.compile_mode})' if args.compile == 'true' else ''} "
+          f"threads={torch.get_num_threads()} torch={torch.__version__} "
           f"steps={args.steps} (median step time)")
     rate = {}
     for name, values in times.items():

@@ -1,0 +1,34 @@
+"""The benchmarks run: each at a tiny size on the CPU, printing the figures RESULTS.md quotes."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_mlm_step(*arguments):
+    done = subprocess.run([sys.executable, "bench/bench_mlm_step.py", "--preset=tiny", "--batch_size=4", "--seq_len=32",
+                           "--steps=2", "--warmup=1", "--threads=1", *arguments],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_bench_mlm_step_times_both_libraries_and_prints_their_ratio():
+    out = bench_mlm_step()
+    rates = dict(re.findall(r"^\s+(minibert|transformers)\s+(\d+) tokens/s", out, flags=re.M))
+    assert set(rates) == {"minibert", "transformers"} and all(int(rate) > 0 for rate in rates.values()), out
+    assert re.search(r"ratio minibert / transformers: \d+\.\d\dx", out), out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_bench_mlm_step_compiled(mode):
+    # reduce-overhead's CUDA graphs need a GPU; on the CPU the mode still compiles the one graph.
+    out = bench_mlm_step("--compile=true", f"--compile_mode={mode}")
+    assert f"compile=true ({mode})" in out and "ratio minibert / transformers" in out, out
