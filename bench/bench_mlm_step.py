@@ -147,6 +147,10 @@ def main():
         mfu = f", MFU {flops / seconds / peak:.1%}" if peak else ""
         print(f"  {name:13s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
     print(f"  ratio minibert / transformers: {rate['minibert'] / rate['transformers']:.2f}x")
+    if args.compile == "true":  # one graph is what CUDA graphs (reduce-overhead) can replay whole
+        from torch._dynamo.utils import counters
+        print(f"  minibert compiled to {counters['stats']['unique_graphs']} graph(s), "
+              f"{sum(counters['graph_break'].values())} graph break(s)")
 
     if args.profile == "true":
         from torch.profiler import ProfilerActivity, profile
