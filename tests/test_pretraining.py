@@ -12,7 +12,7 @@ import torch
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
-from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, unigram_log_probs
+from minibert.pretraining_data import DocumentSubset, TokenizedCorpus, batch_at, collate, unigram_log_probs
 from minibert.safetensors import load_file
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.transformer_with_heads import TransformerWithHeads
@@ -238,3 +238,32 @@ def test_auto_dtype_is_bfloat16_on_a_cpu_that_has_it(tmp_path, monkeypatch, caps
 def test_unknown_setting_is_rejected():
     with pytest.raises(ValueError, match="unknown setting"):
         train_mlm.main(["--learning_rat=1e-3"])
+
+
+def test_held_out_loss_and_accuracy_are_the_same_with_prediction_slots(tokenizer):
+    # train_mlm's evaluate reads the head's output through prediction_targets, which lines the
+    # labels up with the logits in either layout: (M, V) or (B, P, V) with empty slots.
+    from minibert.training import Precision
+    config = BertConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size)
+    torch.manual_seed(0)
+    model = TransformerWithHeads(config)
+    head = model.add_head("mlm", MaskedLanguageModelingHead(config))
+    masker = Masker.for_tokenizer(tokenizer, rate=0.3, strategy="whole_word")
+    documents = [tokenizer.encode(" ".join(WORDS[i:i + 3 + i % 11]), add_special_tokens=False)
+                 for i in range(0, len(WORDS) - 14, 2)]  # ragged: batches with padding, rows with empty slots
+    corpus = TokenizedCorpus(np.concatenate(documents), np.cumsum([0] + [len(d) for d in documents]))
+    held_out = DocumentSubset(corpus, np.arange(len(corpus)))
+    sequences = held_out.sequences(16)
+    settings = {"seed": 1, "eval_batches": 3, "batch_size": 4}
+    counts = held_out.token_counts(tokenizer.vocab_size)
+    unigram = unigram_log_probs(counts, tokenizer.all_special_ids)
+    with torch.no_grad():  # predict the commonest token everywhere: right at some masked tokens, not all
+        head.bias[int(counts.argmax())] = 50.0
+    results = {}
+    for slots in (None, masker.max_per_sequence(16)):
+        head.max_predictions = slots
+        results[slots] = train_mlm.evaluate(model, corpus.ids, sequences, masker, tokenizer, settings,
+                                            torch.device("cpu"), Precision("float32", torch.device("cpu")), unigram)
+    (loss, accuracy, unigram_loss), (slot_loss, slot_accuracy, slot_unigram) = results.values()
+    assert slot_loss == pytest.approx(loss, rel=1e-5) and slot_accuracy == accuracy and slot_unigram == unigram_loss
+    assert 0 < accuracy < 0.5  # a fraction of the masked tokens: empty slots are not counted
