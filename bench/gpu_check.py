@@ -289,7 +289,7 @@ def main():
          {"bench", "goals"}),
         (["bench/bench_mlm_step.py", *mini, *bf16_compiled], 180, {"bench", "goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench", "goals"}),
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 420, {"goals"}),
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 300, {"goals"}),
     ]
     for arguments, timeout, groups in benchmarks:
         if not groups & only:
