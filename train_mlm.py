@@ -95,12 +95,14 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, settings, device, 
         input_ids, attention_mask = collate(corpus_ids, rows, tokenizer.cls_token_id, tokenizer.sep_token_id,
                                             tokenizer.pad_token_id)
         masked_ids, labels = masker(input_ids, generator)
+        slots = masker.max_per_sequence(input_ids.shape[1])  # as in training
         with precision.autocast():
-            loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device))
+            loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device),
+                                 max_predictions=slots)
         n = int((labels != -100).sum())
         total_loss += loss.item() * n
         unigram_loss -= float(unigram[labels[labels != -100]].sum())
-        targets = model.heads["mlm"].prediction_targets(labels)  # the label of each row of logits (-100: none)
+        targets = model.heads["mlm"].prediction_targets(labels, slots)  # the label of each row of logits (-100: none)
         correct += int((logits.argmax(-1).cpu() == targets).sum())
         count += n
     model.train()
@@ -160,18 +162,15 @@ def train(settings, context, device):
                                     pad_token_id=tokenizer.pad_token_id,
                                     max_position_embeddings=max(512, settings["max_seq_len"]),
                                     **dropout_overrides(settings["dropout"]))
-    masker = Masker.for_tokenizer(tokenizer, rate=settings["mask_rate"], strategy=settings["masking"])
     model = TransformerWithHeads(config)
-    # A fixed number of prediction slots per sequence (the most the masker can pick): no wait
-    # for the GPU to count the masked tokens, and one shape for a compiled step (heads.py).
-    model.add_head("mlm", MaskedLanguageModelingHead(config,
-                                                     max_predictions=masker.max_per_sequence(settings["max_seq_len"])))
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device)
     say(f"model: preset {settings['preset']}, {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"device {device}, {precision.name}")
     optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=context.is_main),
                                   lr=settings["learning_rate"],
                                   betas=(settings["beta1"], settings["beta2"]), fused=device.type == "cuda")
+    masker = Masker.for_tokenizer(tokenizer, rate=settings["mask_rate"], strategy=settings["masking"])
     step, elapsed = 0, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -224,6 +223,9 @@ def train(settings, context, device):
             # on any number of processes, masks every sequence the same way.
             masked_ids, labels = masker(input_ids, torch.Generator().manual_seed(settings["seed"] * 1_000_003 + step))
             global_count = int((labels != -100).sum())
+            # The MLM head predicts at this many slots per row, the most the masker picks in a
+            # batch this long: no wait for the GPU to count the masked tokens (heads.py).
+            slots = masker.max_per_sequence(input_ids.shape[1])
             micro_steps = distributed.micro_batches(torch.arange(len(rows)), context, settings["accumulation_steps"])
             loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU per micro-step
             for micro, mine in enumerate(micro_steps):  # mine: this rank's rows of this micro-step
@@ -233,7 +235,8 @@ def train(settings, context, device):
                 mask = None if attention_mask[mine].all() else attention_mask[mine].to(device)
                 with distributed.sync_context(train_model, micro == len(micro_steps) - 1):
                     with precision.autocast():
-                        loss, _ = train_model(masked_ids[mine].to(device), mask, head="mlm", labels=labels[mine].to(device))
+                        loss, _ = train_model(masked_ids[mine].to(device), mask, head="mlm",
+                                              labels=labels[mine].to(device), max_predictions=slots)
                     precision.backward(loss * distributed.share(count, global_count, context))
                 loss_sum += loss.detach().float() * count
             loss = distributed.mean_over_ranks(loss_sum, context) * context.world_size / global_count

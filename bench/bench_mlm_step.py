@@ -89,7 +89,7 @@ def main():
     masker = Masker(config.vocab_size, SPECIAL_IDS, mask_id=4, rate=0.15, strategy="exact")
     torch.manual_seed(0)
     ours = TransformerWithHeads(config)
-    ours.add_head("mlm", MaskedLanguageModelingHead(config, max_predictions=masker.max_per_sequence(args.seq_len)))
+    ours.add_head("mlm", MaskedLanguageModelingHead(config))
     reference_config = ReferenceConfig(**{k: v for k, v in config.to_dict().items() if k != "fused_attention"})
     reference = BertForMaskedLM(reference_config)
     reference.config._attn_implementation = "sdpa"
@@ -97,6 +97,7 @@ def main():
     if args.compile == "true":
         ours.compile(mode=args.compile_mode)
     input_ids, attention_mask, labels = make_batch(masker, config, args.batch_size, args.seq_len)
+    slots = masker.max_per_sequence(args.seq_len)  # the MLM head's prediction slots per row, as train_mlm.py
     # As train_mlm.py does: a batch without padding needs no mask (decided on the host).
     our_mask = None if attention_mask.all() else attention_mask.to(device)
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
@@ -106,7 +107,7 @@ def main():
         if args.compile == "true":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's memory
         with precision.autocast():
-            loss, _ = ours(input_ids, our_mask, head="mlm", labels=labels)
+            loss, _ = ours(input_ids, our_mask, head="mlm", labels=labels, max_predictions=slots)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -77,7 +77,7 @@ def main():
     torch.manual_seed(0)
     masker = Masker(args.vocab_size, list(SPECIAL.values()), SPECIAL["mask"], rate=0.15, strategy="exact")
     model = TransformerWithHeads(config)
-    model.add_head("mlm", MaskedLanguageModelingHead(config, max_predictions=masker.max_per_sequence(args.seq_len)))
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
     model.to(device).train()
     optimizer = torch.optim.AdamW(optimizer_groups(model, 0.01, verbose=False), lr=1e-4, fused=device.type == "cuda")
     embedding_only = torch.optim.AdamW([model.encoder.embeddings.word_embeddings.weight], lr=1e-4,
@@ -86,12 +86,13 @@ def main():
     sequences = DocumentSubset(corpus, np.arange(len(corpus))).sequences(args.seq_len)
 
     def data():
-        rows, _ = batch_at(7, sequences, args.batch_size, seed=0)
+        rows, _ = batch_at(7, sequences, args.batch_size, seed=0, lengths=sequences[:, 1])  # as train_mlm.py groups them
         return collate(corpus.ids, rows, SPECIAL["cls"], SPECIAL["sep"], SPECIAL["pad"])
 
     input_ids, attention_mask = data()
     generator = torch.Generator().manual_seed(0)
     masked_ids, labels = masker(input_ids, generator)
+    slots = masker.max_per_sequence(input_ids.shape[1])  # prediction slots per row, as train_mlm.py
     mask = None if attention_mask.all() else attention_mask.to(device)
     masked_ids, labels = masked_ids.to(device), labels.to(device)
     token_types = torch.zeros_like(masked_ids)
@@ -123,14 +124,15 @@ def main():
         masked, targets = masker(ids, generator)
         step_mask = None if attention.all() else attention.to(device)
         with precision.autocast():
-            loss, _ = model(masked.to(device), step_mask, head="mlm", labels=targets.to(device))
+            loss, _ = model(masked.to(device), step_mask, head="mlm", labels=targets.to(device),
+                            max_predictions=masker.max_per_sequence(ids.shape[1]))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     def fill_gradients():  # AdamW and clipping are timed with every gradient present, as in training
-        forward_backward(lambda: model(masked_ids, mask, head="mlm", labels=labels)[0])
+        forward_backward(lambda: model(masked_ids, mask, head="mlm", labels=labels, max_predictions=slots)[0])
 
     fill_gradients()
     pieces = {
@@ -141,7 +143,7 @@ def main():
         f"encoder forward + backward ({config.num_hidden_layers} blocks)": lambda: forward_backward(
             encoder_pass, grad_like=True),
         f"MLM head forward + backward (sparse decoder, {config.hidden_size} x {args.vocab_size})": lambda: (
-            forward_backward(lambda: head(hidden_out.requires_grad_(True), labels=labels)[0])),
+            forward_backward(lambda: head(hidden_out.requires_grad_(True), labels=labels, max_predictions=slots)[0])),
         "clip gradient norm": lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0),
         "AdamW step, all parameters": lambda: optimizer.step(),
         f"  of which the word embeddings ({args.vocab_size} x {config.hidden_size}, dense)": lambda: (

@@ -39,30 +39,26 @@ class MaskedLanguageModelingHead(nn.Module):
     With labels, logits are computed only at the masked positions (labels != -100): the
     decoder is a (H x vocab) matrix multiply, the largest in a small model with a 30k
     vocabulary, and ~85% of the positions carry no label. The loss is the same as with full
-    logits. Two ways to find the masked positions, the same loss:
+    logits. Two ways to find the masked positions, the same loss (forward's max_predictions):
 
-      max_predictions=None  boolean indexing, hidden_states[labels != -100]: the output is
-                            the (M, vocab) logits of the M masked positions, in row-major
-                            order. M is known only once the host has read the labels back: on
-                            a GPU the host waits for the device, and every batch has a new
-                            shape, so a compiled step breaks into several graphs.
-      max_predictions=P     P slots per sequence (BERT's max_predictions_per_seq, gathered as
-                            its run_pretraining.py does): each row's masked positions in
-                            order, then unmasked ones whose label -100 keeps them out of the
-                            loss. The output is (B, P, vocab); no read-back, one shape, so
-                            a compiled step is one graph that a GPU can replay (CUDA graphs).
-                            A row may have at most P labels (Masker.max_per_sequence gives P).
+      None  boolean indexing, hidden_states[labels != -100]: the output is the (M, vocab)
+            logits of the M masked positions, in row-major order. M is known only once the
+            host has read the labels back: on a GPU the host waits for the device, and a
+            compiled step breaks into several graphs around the read-back.
+      P     P slots per sequence (BERT's max_predictions_per_seq, gathered as its
+            run_pretraining.py does): each row's masked positions in order, then unmasked
+            ones whose label -100 keeps them out of the loss. The output is (B, P, vocab); no
+            read-back, so a compiled step is one graph that a GPU can replay (CUDA graphs).
+            A row may have at most P labels: Masker.max_per_sequence(T) gives the P of a
+            batch of T tokens (the host knows T; asking per batch keeps the empty slots few).
 
-    prediction_targets(labels) gives the label of every output row in either case. Without
-    labels the output is the full (B, T, vocab) logits.
+    prediction_targets(labels, max_predictions) gives the label of every output row in
+    either case. Without labels the output is the full (B, T, vocab) logits.
     """
 
-    def __init__(self, config, max_predictions=None):
+    def __init__(self, config):
         super().__init__()
-        if max_predictions is not None and max_predictions < 1:
-            raise ValueError(f"max_predictions must be a positive number of slots or None, got {max_predictions}")
         self.config = config
-        self.max_predictions = max_predictions  # a training-time choice: not saved with the model
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -76,40 +72,42 @@ class MaskedLanguageModelingHead(nn.Module):
         h = self.layer_norm(self.act(self.dense(hidden_states)))
         return self.decoder(h) + self.bias
 
-    def prediction_slots(self, labels):
+    @staticmethod
+    def prediction_slots(labels, max_predictions):
         """(B, T) labels -> (B, P) positions: each row's labelled positions first, in order.
 
-            >>> from minibert.config import BertConfig
-            >>> head = MaskedLanguageModelingHead(BertConfig.from_preset("tiny"), max_predictions=2)
-            >>> head.prediction_slots(torch.tensor([[-100, 7, -100, 9], [5, -100, -100, -100]]))
+            >>> labels = torch.tensor([[-100, 7, -100, 9], [5, -100, -100, -100]])
+            >>> MaskedLanguageModelingHead.prediction_slots(labels, max_predictions=2)
             tensor([[1, 3],
                     [0, 1]])
         """
-        P = min(self.max_predictions, labels.shape[1])
+        if max_predictions < 1:
+            raise ValueError(f"max_predictions must be a positive number of slots or None, got {max_predictions}")
+        P = min(max_predictions, labels.shape[1])
         unlabelled = (labels == -100).to(torch.uint8)  # the sort key: labelled (0) before unlabelled (1)
         slots = torch.sort(unlabelled, dim=1, stable=True).indices[:, :P]  # (B, P)
         # A row with more labels than slots would lose some without a word. The check runs on
         # the device, so the host does not wait for it (on a GPU it fails at the next sync).
         torch._assert_async(((labels != -100).sum(dim=1) <= P).all(),
-                            f"a row of labels has more than max_predictions={P} masked positions")
+                            "a row of labels has more masked positions than max_predictions")
         return slots
 
-    def prediction_targets(self, labels):
+    def prediction_targets(self, labels, max_predictions=None):
         """The label of every row of forward's output: (M,) without slots, (B, P) with
         slots, where a slot left empty holds -100."""
-        if self.max_predictions is None:
+        if max_predictions is None:
             return labels[labels != -100]
-        return labels.gather(1, self.prediction_slots(labels))
+        return labels.gather(1, self.prediction_slots(labels, max_predictions))
 
-    def forward(self, hidden_states, attention_mask=None, labels=None):
+    def forward(self, hidden_states, attention_mask=None, labels=None, max_predictions=None):
         if labels is None:
             return None, self.logits(hidden_states)  # (B, T, V)
-        if self.max_predictions is None:
+        if max_predictions is None:
             masked_positions = labels != -100  # (B, T) bool
             logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
             targets = labels[masked_positions]  # (M,)
         else:
-            slots = self.prediction_slots(labels)  # (B, P)
+            slots = self.prediction_slots(labels, max_predictions)  # (B, P)
             H = hidden_states.shape[-1]
             logits = self.logits(hidden_states.gather(1, slots[..., None].expand(-1, -1, H)))  # (B, P, V)
             targets = labels.gather(1, slots)  # (B, P), -100 at empty slots

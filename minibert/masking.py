@@ -60,9 +60,9 @@ class Masker:
         return torch.minimum(count, num_candidates)
 
     def max_per_sequence(self, seq_len):
-        """The most positions a sequence of seq_len tokens can have picked: the slots the MLM
-        head needs (MaskedLanguageModelingHead(config, max_predictions=...)). None for
-        "bernoulli", which has no bound.
+        """The most positions a sequence of seq_len tokens can have picked: the prediction
+        slots the MLM head needs for a batch of that length (its forward's max_predictions).
+        None for "bernoulli", which has no bound.
 
             >>> Masker(vocab_size=10, special_ids=[0], mask_id=3, rate=0.15, strategy="exact").max_per_sequence(128)
             19

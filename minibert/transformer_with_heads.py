@@ -66,12 +66,13 @@ class TransformerWithHeads(nn.Module):
             raise ValueError("a model with a mixture of experts needs the task whose gate to use (task=...)")
         return self.mixture(hidden_states, attention_mask, task)  # (B, T, H), task's mixture of experts
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, head=None, labels=None):
-        """head=None: {name: output} of every head (no losses). head="x": head x's (loss, output)."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, head=None, labels=None, **head_options):
+        """head=None: {name: output} of every head (no losses). head="x": head x's (loss, output);
+        head_options go to that head (the MLM head's max_predictions)."""
         if head is not None and head not in self.heads:
             raise ValueError(f"no head named {head!r}; this model has {list(self.heads)}")
-        if head is None and labels is not None:
-            raise ValueError("labels need a head: call model(input_ids, head=name, labels=labels)")
+        if head is None and (labels is not None or head_options):
+            raise ValueError("labels and head options need a head: call model(input_ids, head=name, labels=labels)")
         if self.mixture is not None:  # each head reads its own gated mixture
             names = [head] if head is not None else list(self.heads)
             hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name)
@@ -80,7 +81,7 @@ class TransformerWithHeads(nn.Module):
             shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
             hidden = {name: shared for name in ([head] if head is not None else self.heads)}
         if head is not None:
-            return self.heads[head](hidden[head], attention_mask=attention_mask, labels=labels)
+            return self.heads[head](hidden[head], attention_mask=attention_mask, labels=labels, **head_options)
         return {name: module(hidden[name], attention_mask=attention_mask)[1] for name, module in self.heads.items()}
 
     # ---- Hugging Face layout on disk ----

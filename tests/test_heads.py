@@ -143,7 +143,7 @@ def test_add_head_and_call_errors():
         model.add_head("my head", TokenClassificationHead(model.config, 2))
     with pytest.raises(ValueError, match="no head named"):
         model(input_ids, head="nope")
-    with pytest.raises(ValueError, match="labels need a head"):
+    with pytest.raises(ValueError, match="labels and head options need a head"):
         model(input_ids, labels=input_ids)
     with pytest.raises(ValueError, match="no loss"):
         model(input_ids, head="embedding", labels=input_ids)
@@ -174,15 +174,14 @@ def mlm_batch(config, seed=0):
 def test_mlm_prediction_slots_give_the_loss_and_gradients_of_boolean_indexing(max_predictions):
     model = model_with_all_heads(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).double()
     input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)
-    head = model.heads["mlm"]
     results = {}
     for slots in (None, max_predictions):
-        head.max_predictions = slots
         model.zero_grad()
-        loss, logits = model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+        loss, logits = model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels,
+                             max_predictions=slots)
         loss.backward()
-        results[slots] = loss, logits, head.prediction_targets(labels), [p.grad.clone() for p in model.parameters()
-                                                                           if p.grad is not None]
+        results[slots] = (loss, logits, model.heads["mlm"].prediction_targets(labels, slots),
+                          [p.grad.clone() for p in model.parameters() if p.grad is not None])
     (loss, logits, targets, grads), (slot_loss, slot_logits, slot_targets, slot_grads) = results.values()
     assert slot_logits.shape == (BATCH, max_predictions, 99) and slot_targets.shape == (BATCH, max_predictions)
     torch.testing.assert_close(slot_loss, loss)
@@ -196,20 +195,21 @@ def test_mlm_prediction_slots_give_the_loss_and_gradients_of_boolean_indexing(ma
 
 def test_mlm_prediction_slots_refuse_a_row_with_more_labels_than_slots():
     model = model_with_all_heads()
-    model.heads["mlm"].max_predictions = 2
     input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)  # row 0 has 3 labels
-    with pytest.raises(RuntimeError, match="more than max_predictions=2"):
-        model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+    with pytest.raises(RuntimeError, match="more masked positions than max_predictions"):
+        model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels, max_predictions=2)
     with pytest.raises(ValueError, match="max_predictions"):
-        MaskedLanguageModelingHead(model.config, max_predictions=0)
+        model(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels, max_predictions=0)
+    with pytest.raises(ValueError, match="need a head"):
+        model(input_ids, max_predictions=3)
 
 
 def test_an_mlm_training_step_with_prediction_slots_compiles_to_one_graph():
     # One graph, no read-back: what lets a GPU replay the whole step (CUDA graphs). Boolean
     # indexing breaks it three times, around its nonzero() (the host must learn M).
     model = model_with_all_heads()
-    model.heads["mlm"].max_predictions = 3
     input_ids, attention_mask, token_type_ids, labels = mlm_batch(model.config)
-    explanation = torch._dynamo.explain(model)(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels)
+    explanation = torch._dynamo.explain(model)(input_ids, attention_mask, token_type_ids, head="mlm", labels=labels,
+                                               max_predictions=3)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     torch._dynamo.reset()

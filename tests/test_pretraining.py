@@ -259,11 +259,32 @@ def test_held_out_loss_and_accuracy_are_the_same_with_prediction_slots(tokenizer
     unigram = unigram_log_probs(counts, tokenizer.all_special_ids)
     with torch.no_grad():  # predict the commonest token everywhere: right at some masked tokens, not all
         head.bias[int(counts.argmax())] = 50.0
-    results = {}
-    for slots in (None, masker.max_per_sequence(16)):
-        head.max_predictions = slots
-        results[slots] = train_mlm.evaluate(model, corpus.ids, sequences, masker, tokenizer, settings,
-                                            torch.device("cpu"), Precision("float32", torch.device("cpu")), unigram)
-    (loss, accuracy, unigram_loss), (slot_loss, slot_accuracy, slot_unigram) = results.values()
+    results = []
+    for layout in ("slots", "boolean indexing"):
+        results.append(train_mlm.evaluate(model, corpus.ids, sequences, masker, tokenizer, settings,
+                                          torch.device("cpu"), Precision("float32", torch.device("cpu")), unigram))
+        masker.max_per_sequence = lambda seq_len: None  # no bound given: the head falls back to boolean indexing
+    (slot_loss, slot_accuracy, slot_unigram), (loss, accuracy, unigram_loss) = results
     assert slot_loss == pytest.approx(loss, rel=1e-5) and slot_accuracy == accuracy and slot_unigram == unigram_loss
     assert 0 < accuracy < 0.5  # a fraction of the masked tokens: empty slots are not counted
+
+
+def test_train_mlm_gives_each_batch_the_slots_its_length_needs(tmp_path, monkeypatch):
+    # The slots are asked per batch: a batch of short pieces gets few. Slots fixed at
+    # max_seq_len left 33% of them empty on the arXiv corpus at 128 tokens, 164% at 512.
+    calls = []
+    forward = MaskedLanguageModelingHead.forward
+
+    def recording_forward(self, hidden_states, attention_mask=None, labels=None, max_predictions=None):
+        if labels is not None:
+            calls.append((labels.shape[1], int((labels != -100).sum(dim=1).max()), max_predictions))
+        return forward(self, hidden_states, attention_mask, labels, max_predictions)
+
+    monkeypatch.setattr(MaskedLanguageModelingHead, "forward", recording_forward)
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "corpus.txt")
+    run_train_mlm(tmp_path, tmp_path / "corpus.txt", "slots", "--max_steps=6", "--max_seq_len=128")
+    lengths = {length for length, _, _ in calls}
+    assert len(lengths) > 1 and min(lengths) < 64, lengths  # batches of several lengths, some short
+    for length, most_labels, slots in calls:  # training and held-out batches alike
+        assert most_labels <= slots <= round(0.15 * length) + 1, (length, most_labels, slots)
