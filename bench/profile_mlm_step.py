@@ -86,7 +86,7 @@ def main():
     sequences = DocumentSubset(corpus, np.arange(len(corpus))).sequences(args.seq_len)
 
     def data():
-        rows, _ = batch_at(7, sequences, args.batch_size, seed=0, lengths=sequences[:, 1])  # as train_mlm.py groups them
+        rows, _ = batch_at(7, sequences, args.batch_size, seed=0)
         return collate(corpus.ids, rows, SPECIAL["cls"], SPECIAL["sep"], SPECIAL["pad"])
 
     input_ids, attention_mask = data()
