@@ -84,11 +84,12 @@ class MaskedLanguageModelingHead(nn.Module):
         if max_predictions < 1:
             raise ValueError(f"max_predictions must be a positive number of slots or None, got {max_predictions}")
         P = min(max_predictions, labels.shape[1])
-        unlabelled = (labels == -100).to(torch.uint8)  # the sort key: labelled (0) before unlabelled (1)
-        slots = torch.sort(unlabelled, dim=1, stable=True).indices[:, :P]  # (B, P)
+        labelled = labels != -100  # (B, T)
+        sort_key = (~labelled).to(torch.uint8)  # labelled (0) before unlabelled (1)
+        slots = torch.sort(sort_key, dim=1, stable=True).indices[:, :P]  # (B, P)
         # A row with more labels than slots would lose some without a word. The check runs on
         # the device, so the host does not wait for it (on a GPU it fails at the next sync).
-        torch._assert_async(((labels != -100).sum(dim=1) <= P).all(),
+        torch._assert_async((labelled.sum(dim=1) <= P).all(),
                             "a row of labels has more masked positions than max_predictions")
         return slots
 
