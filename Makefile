@@ -52,7 +52,7 @@ GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py
 
-# Only the compiled bfloat16 MLM benchmarks of the GPU goals (docs/RESULTS.md 10), no data needed.
+# Only the compiled bfloat16 MLM benchmarks of the GPU goal still open (docs/RESULTS.md 10), no data needed.
 gpu-goals:
 	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py --only=goals
 

@@ -217,15 +217,23 @@ def check_collectives():
 def benchmark(log, arguments, timeout):
     command = [sys.executable, *arguments]
     log(f"$ {' '.join(['python', *arguments])}")
+    started = time.perf_counter()
     try:
         finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
         lines = [line for line in finished.stdout.splitlines() if line.strip()]
         for line in lines:
             log("    " + line)
+        errors = [line for line in finished.stderr.splitlines() if line.strip()]
+        for line in errors:  # why CUDA graphs were not used, if they were not: the lever the goals' runs rely on
+            if "skipping cudagraphs" in line:
+                log("    " + line.strip())
+        log(f"    ({time.perf_counter() - started:.0f} s)")
         if finished.returncode:
             log.failures += 1
-            log(f"FAILED  {arguments[0]}: {finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else ''}")
+            log(f"FAILED  {arguments[0]}:")
+            for line in errors[-6:]:  # a compile error's own line is rarely the last one
+                log("    " + line)
     except subprocess.TimeoutExpired:
         log.failures += 1
         log(f"FAILED  {arguments[0]}: over {timeout} s")
@@ -236,7 +244,7 @@ def main():
     parser.add_argument("--pack", action="store_true", help="write .cache/gpu_pack to carry to a GPU machine")
     parser.add_argument("--budget_s", type=float, default=480, help="skip the remaining benchmarks after this")
     parser.add_argument("--only", default="", help="comma-separated: checks, bench, goals (the compiled bfloat16 "
-                                                   "MLM benchmarks of the issue's goals; default: checks and bench)")
+                                                   "MLM benchmarks of the goal still open; default: checks and bench)")
     parser.add_argument("--device", default="cuda", help="cpu: rehearse the checks without a GPU (no NCCL check)")
     parser.add_argument("--strategies", default="", help="comma-separated subset of the train_mtl checks (default all)")
     args = parser.parse_args()
@@ -283,13 +291,15 @@ def main():
         (["bench/bench_mlm_step.py", *base, "--dtype=bfloat16", "--profile=true"], 150, {"bench"}),
         (["bench/bench_encode.py", "--dtype=float32", f"--model={minilm}", f"--data_dir={data}"], 120, {"bench"}),
         (["bench/bench_encode.py", "--dtype=bfloat16", f"--model={minilm}", f"--data_dir={data}"], 120, {"bench"}),
-        # The goals' runs, the likeliest to meet them first (a GPU lent for minutes may stop before the last):
-        (["bench/bench_mlm_step.py", *mini, *bf16_compiled, "--compile_mode=reduce-overhead"], 180, {"bench", "goals"}),
+        (["bench/bench_mlm_step.py", *mini, *bf16_compiled, "--compile_mode=reduce-overhead"], 180, {"bench"}),
+        (["bench/bench_mlm_step.py", *mini, *bf16_compiled], 180, {"bench"}),
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench"}),
+        # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). The candidate first, as a GPU
+        # lent for minutes may stop before the last: max-autotune tunes the matrix products and fuses elementwise
+        # work into their epilogues; it compiled for over 175 s on an H100 (not finished in the time it had there).
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 420, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead", "--profile=true"], 240,
          {"bench", "goals"}),
-        (["bench/bench_mlm_step.py", *mini, *bf16_compiled], 180, {"bench", "goals"}),
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench", "goals"}),
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 300, {"goals"}),
     ]
     for arguments, timeout, groups in benchmarks:
         if not groups & only:
