@@ -13,6 +13,7 @@ MLM decoder at the masked positions) over the card's dense peak for the dtype.
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true   # minibert compiled
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true --compile_mode=reduce-overhead
     python bench/bench_mlm_step.py --device=cuda --profile=true   # where minibert's step spends its time
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --dropout=0   # what dropout costs (both models)
 """
 
 import argparse
@@ -75,6 +76,8 @@ def main():
     parser.add_argument("--compile_mode", default="default", choices=COMPILE_MODES,
                         help="torch.compile's mode: reduce-overhead replays the step as CUDA graphs (a GPU's kernel "
                              "launches cost no host time), max-autotune also searches matrix-product kernels")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="hidden and attention dropout of both models (default: the preset's, 0.1)")
     parser.add_argument("--profile", default="false", choices=["true", "false"],
                         help="print the top operations of one minibert step (torch.profiler)")
     args = parser.parse_args()
@@ -85,7 +88,9 @@ def main():
 
     from transformers import BertConfig as ReferenceConfig, BertForMaskedLM
 
-    config = BertConfig.from_preset(args.preset, vocab_size=30522)
+    dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout,
+                                               "attention_probs_dropout_prob": args.dropout}
+    config = BertConfig.from_preset(args.preset, vocab_size=30522, **dropout)
     masker = Masker(config.vocab_size, SPECIAL_IDS, mask_id=4, rate=0.15, strategy="exact")
     torch.manual_seed(0)
     ours = TransformerWithHeads(config)
@@ -139,7 +144,7 @@ def main():
     card = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} device={device}{card} "
           f"dtype={args.dtype} compile={args.compile}{f' ({args.compile_mode})' if args.compile == 'true' else ''} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"dropout={config.hidden_dropout_prob} threads={torch.get_num_threads()} torch={torch.__version__} "
           f"steps={args.steps} (median step time)")
     rate = {}
     for name, values in times.items():
@@ -162,9 +167,10 @@ def main():
                     step(optimizer)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-            sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+            # By self time: kernel by kernel (a compiled step's totals would only show its two graphs).
+            sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
             print(f"profile of 3 {name} steps, by {sort_by}:")
-            print(profiler.key_averages().table(sort_by=sort_by, row_limit=15, max_name_column_width=50))
+            print(profiler.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=90))
 
 
 if __name__ == "__main__":

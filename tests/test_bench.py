@@ -26,6 +26,14 @@ def test_bench_mlm_step_times_both_libraries_and_prints_their_ratio():
     assert re.search(r"ratio minibert / transformers: \d+\.\d\dx", out), out
 
 
+def test_bench_mlm_step_dropout_and_kernel_profile():
+    out = bench_mlm_step("--dropout=0", "--profile=true")
+    assert " dropout=0.0 " in out, out
+    for name in ("minibert", "transformers"):  # kernel by kernel: sorted by self time, not by nested totals
+        assert f"profile of 3 {name} steps, by self_cpu_time_total:" in out, out
+    assert "aten::addmm" in out or "aten::mm" in out, out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_bench_mlm_step_compiled(mode):
