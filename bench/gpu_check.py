@@ -250,6 +250,9 @@ def main():
     args = parser.parse_args()
     if args.pack:
         return pack()
+    only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
+    if only - {"checks", "bench", "goals"}:
+        sys.exit(f"gpu_check: --only={args.only}: choose from checks, bench, goals")
     global DEVICE
     DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
@@ -259,9 +262,6 @@ def main():
     card = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU rehearsal"
     log(f"gpu_check: {card}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
-    if only - {"checks", "bench", "goals"}:
-        sys.exit(f"gpu_check: --only={args.only}: choose from checks, bench, goals")
     if not only & {"checks", "bench"}:  # the goals' benchmarks need neither data nor a pretrained model
         data, minilm = None, None
     elif (PACK / "data.tar.xz").is_file():
