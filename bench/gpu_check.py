@@ -1,6 +1,9 @@
 """Everything minibert does, once, on a CUDA GPU: one line per check, `ok` or `FAILED` with the error.
 
     make gpu-check                      # = python bench/gpu_check.py, at most ~8 minutes on one GPU
+    make gpu-goals                      # = --only=goals: the compiled bf16 runs of the goal still open
+    TORCHINDUCTOR_CACHE_DIR=$OUT/inductor python bench/gpu_check.py --only=goals   # keep what max-autotune
+                                        # tuned (even if stopped midway), to carry to the next GPU machine
 
 Checks, in order: parity with transformers and sentence-transformers on CUDA; every
 train_mtl.py strategy for a few steps in bfloat16; train_mlm.py and train_embedder.py a
