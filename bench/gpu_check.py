@@ -299,7 +299,7 @@ def main():
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench"}),
         # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). The candidate first, as a GPU
         # lent for minutes may stop before the last: max-autotune tunes the matrix products and fuses elementwise
-        # work into their epilogues; it compiled for over 175 s on an H100 (not finished in the time it had there).
+        # work into their epilogues; on an H100 it compiled for more than 160 s without finishing.
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 420, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead", "--profile=true"], 240,
          {"bench", "goals"}),
