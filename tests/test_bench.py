@@ -35,9 +35,11 @@ def test_bench_mlm_step_dropout_and_kernel_profile():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_bench_mlm_step_compiled(mode):
+@pytest.mark.parametrize("mode, scope", [("default", "step"), ("reduce-overhead", "step"), ("default", "block")])
+def test_bench_mlm_step_compiled(mode, scope):
     # reduce-overhead's CUDA graphs need a GPU; on the CPU the mode still compiles the one graph.
-    out = bench_mlm_step("--compile=true", f"--compile_mode={mode}")
-    assert f"compile=true ({mode})" in out and "ratio minibert / transformers" in out, out
-    assert "minibert compiled to 1 graph(s), 0 graph break(s)" in out, out
+    # scope=block: the tiny preset's two blocks share one compiled graph.
+    out = bench_mlm_step("--compile=true", f"--compile_mode={mode}", f"--compile_scope={scope}")
+    assert f"compile=true ({mode}, {scope})" in out and "ratio minibert / transformers" in out, out
+    assert re.search(r"minibert compiled to 1 graph\(s\), 0 graph break\(s\); its first step \(the compile\) took \d+ s",
+                     out), out
