@@ -71,6 +71,19 @@ def test_minilm_sentence_embeddings_match_sentence_transformers(minilm_dir):
     assert cosine.min() >= 0.99999
 
 
+def test_short_batches_on_a_cpu_take_the_math_attention_and_give_the_same_vectors(minilm_dir, monkeypatch):
+    import contextlib
+    from minibert import embedder
+    with embedder.attention_kernel(torch.device("cpu"), embedder.SHORT_ROWS):
+        assert not torch.backends.cuda.flash_sdp_enabled()  # the fused kernel is off: the plain products run
+    with embedder.attention_kernel(torch.device("cpu"), embedder.SHORT_ROWS + 1):
+        assert torch.backends.cuda.flash_sdp_enabled()
+    model = embedder.SentenceEmbedder.from_pretrained(minilm_dir)
+    chosen = model.encode(SENTENCES, batch_size=3)  # the first batches are short, the last one long
+    monkeypatch.setattr(embedder, "attention_kernel", lambda device, seq_len: contextlib.nullcontext())
+    assert abs(chosen - model.encode(SENTENCES, batch_size=3)).max() <= 1e-6
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_mlm_loss_and_every_gradient_match_transformers(fused):
     from transformers import BertForMaskedLM
