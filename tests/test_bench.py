@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from data_paths import require_data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,16 @@ def test_bench_mlm_step_compiled(mode, scope):
     assert f"compile=true ({mode}, {scope})" in out and "ratio minibert / transformers" in out, out
     assert re.search(r"minibert compiled to 1 graph\(s\), 0 graph break\(s\); its first step \(the compile\) took \d+ s",
                      out), out
+
+
+def test_bench_encode_times_both_libraries_on_the_same_vectors(minilm_dir):
+    require_data("sts/stsbenchmark/sts-train.csv")
+    done = subprocess.run([sys.executable, "bench/bench_encode.py", "--device=cpu", "--sentences=40", "--batch_size=8",
+                           "--repeats=1", "--threads=1"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert float(re.search(r"min cosine (\d\.\d+)", done.stdout)[1]) >= 0.99999, done.stdout
+    assert re.search(r"ratio minibert / sentence-transformers: \d+\.\d\dx", done.stdout), done.stdout
+    ours, reference, real = map(int, re.search(r"minibert (\d+), sentence-transformers (\d+) \(without padding (\d+)\)",
+                                               done.stdout).groups())
+    assert real < ours < reference, done.stdout  # sorted by tokens, nothing pads less
