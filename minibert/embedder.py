@@ -27,8 +27,9 @@ from .transformer_with_heads import TransformerWithHeads
 
 # On a CPU, scaled_dot_product_attention's fused kernel works through blocks of query rows; a
 # batch of rows this short leaves the blocks mostly empty, and the plain products (its "math"
-# backend, the same numbers) are faster: 1.2-1.9x for rows of 6 to 12 tokens, even at 14 to 24,
-# half the speed at 32 (128 rows, 12 heads of 32, 2 threads). Sentences are mostly this short.
+# backend, the same numbers) are faster: 0.9-2.3x for rows of 6 to 16 tokens, about 1.2x at 20 to
+# 24, 0.35-0.7x from 32 on (bench/bench_cpu_attention.py: 128 rows, 12 heads of 32, 2 threads).
+# Sentences are mostly this short.
 SHORT_ROWS = 16
 
 

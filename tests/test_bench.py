@@ -58,3 +58,13 @@ def test_bench_encode_times_both_libraries_on_the_same_vectors(minilm_dir):
     ours, reference, real = map(int, re.search(r"minibert (\d+), sentence-transformers (\d+) \(without padding (\d+)\)",
                                                done.stdout).groups())
     assert real < ours < reference, done.stdout  # sorted by tokens, nothing pads less
+
+
+def test_bench_cpu_attention_compares_the_two_backends_by_length():
+    done = subprocess.run([sys.executable, "bench/bench_cpu_attention.py", "--lengths=4,9", "--batch_size=2",
+                           "--repeats=2", "--threads=1"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"T=\s*(\d+) (no mask|padding mask).*math is (\d+\.\d\d)x as fast", done.stdout)
+    assert [(T, mask) for T, mask, _ in rows] == [("4", "no mask"), ("4", "padding mask"), ("9", "no mask"),
+                                                  ("9", "padding mask")], done.stdout
