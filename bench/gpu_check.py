@@ -304,7 +304,7 @@ def main():
         # products and fuses elementwise work into their epilogues; compiling the whole step that way ran more than
         # 160 s on an H100 without finishing. So first one encoder block (its code reused by all 12 layers: the
         # search runs once, and its tuned matrix products are cached for the next run), with its kernel profile;
-        # then the whole step, CUDA graphs included, which finds the layers' matrix products already tuned.
+        # then the whole step, CUDA graphs included, which should find the layers' matrix products tuned (unchecked).
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune-no-cudagraphs",
           "--compile_scope=block", "--profile=true"], 300, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 420, {"goals"}),
