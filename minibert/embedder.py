@@ -29,7 +29,8 @@ from .transformer_with_heads import TransformerWithHeads
 # batch of rows this short leaves the blocks mostly empty, and the plain products (its "math"
 # backend, the same numbers) are faster: 0.9-2.3x for rows of 6 to 16 tokens, about 1.2x at 20 to
 # 24, 0.35-0.7x from 32 on (bench/bench_cpu_attention.py: 128 rows, 12 heads of 32, 2 threads).
-# Sentences are mostly this short.
+# Sentences are mostly this short. Only inference needs the choice: in training, attention dropout
+# already sends SDPA to the math backend on a CPU (the fused CPU kernel has no dropout).
 SHORT_ROWS = 16
 
 
