@@ -68,6 +68,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from minibert.normalization import pre_tokenize_piece, split_pieces
+from minibert.overrides import run_from_command_line
 from minibert.tokenizer import (CONFIG_FILE, CONTINUATION_PREFIX, SPECIAL_TOKENS, VOCAB_FILE, WordPieceTokenizer,
                                 write_atomically)
 
@@ -80,16 +81,22 @@ TRAINING_RECORD = "trained_with.json"  # how a run's vocabulary was trained: reu
 
 
 def read_lines(files, errors: str = "strict") -> Iterator[str]:
-    """Yield the lines of UTF-8 text files. Bytes that are not UTF-8 stop the reading
+    """The lines of UTF-8 text files, one at a time. Bytes that are not UTF-8 stop the reading
     with an error naming the file, line and byte offset, unless `errors` is "replace"
-    (they become U+FFFD, which BERT's cleaning then drops) or "ignore"."""
-    if isinstance(files, (str, os.PathLike)):
-        files = [files]
+    (they become U+FFFD, which BERT's cleaning then drops) or "ignore". A missing file is
+    refused here, at the call, not when its turn to be read comes (after a progress bar has
+    started, or after the files before it)."""
+    files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if errors not in ("strict", "replace", "ignore"):
         raise ValueError(f"errors={errors!r}: use 'strict', 'replace' or 'ignore'")
     for path in files:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file to read")
+    return utf8_lines(files, errors)
+
+
+def utf8_lines(files, errors):
+    for path in files:
         offset = 0
         with open(path, "rb") as file:
             for line_number, raw_line in enumerate(file, start=1):
@@ -517,4 +524,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -259,3 +259,5 @@ def test_missing_and_empty_input_are_clear_errors(tmp_path):
         WordPieceTrainer(show_progress=False).train_from_iterator([])
     with pytest.raises(ValueError, match="errors="):
         list(read_lines([empty], errors="surrogateescape"))
+    with pytest.raises(FileNotFoundError, match="nowhere.txt"):  # at the call, before any line (or progress bar)
+        read_lines([empty, tmp_path / "nowhere.txt"])
