@@ -25,6 +25,7 @@ from minibert import distributed
 from minibert.contrastive import cosent_loss, cosine_similarity_loss, info_nce
 from minibert.embedder import SentenceEmbedder
 from minibert.heads import SentenceEmbeddingHead
+from minibert.overrides import run_from_command_line
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import batch_at
@@ -67,6 +68,7 @@ DEFAULTS = dict(
     threads=0,
     compile=False,
 )
+CHOICES = {"objective": ("simcse", "cosine", "cosent")}  # checked before any work
 
 SENTENCE_END = regex.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -112,16 +114,23 @@ def gather_rows(tensor, context):
 
 
 def main(argv=None):
-    return distributed.run_script(DEFAULTS, train, argv)  # settings checked, run folder claimed, one process or torchrun's
+    return distributed.run_script(DEFAULTS, train, argv, CHOICES)  # settings checked, run folder claimed, one process or torchrun's
 
 
 def train(settings, context, device):
     distributed.check_batch(settings["batch_size"], context, 1)
-    if settings["objective"] not in ("simcse", "cosine", "cosent"):
-        raise ValueError(f"--objective must be simcse, cosine or cosent, got {settings['objective']!r}")
     run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
     out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
+
+    # ---- model: first, so that a wrong --init is found before the data is read ----
+    tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
+    model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
+    if settings["objective"] == "simcse" and settings["dropout"] is None and model.config.hidden_dropout_prob == 0:
+        # Its two views of a sentence differ only by dropout: without it they are identical, and
+        # the loss is trivially minimal. A model pretrained with --dropout=0 stores 0 in its config.
+        raise ValueError(f"--objective=simcse needs dropout, and {settings['init']} has hidden dropout 0 in its "
+                         "config.json: pass --dropout=0.1")
 
     # ---- data ----
     if settings["objective"] == "simcse":
@@ -140,14 +149,7 @@ def train(settings, context, device):
         say(f"{settings['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
     num_examples = len(train_pairs[0])
 
-    # ---- model ----
-    tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
-    model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
-    if settings["objective"] == "simcse" and settings["dropout"] is None and model.config.hidden_dropout_prob == 0:
-        # Its two views of a sentence differ only by dropout: without it they are identical, and
-        # the loss is trivially minimal. A model pretrained with --dropout=0 stores 0 in its config.
-        raise ValueError(f"--objective=simcse needs dropout, and {settings['init']} has hidden dropout 0 in its "
-                         "config.json: pass --dropout=0.1")
+    # ---- heads and optimiser ----
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
         del model.heads[name]
     model.add_head("embedding", SentenceEmbeddingHead(model.config, normalize=False))
@@ -260,4 +262,4 @@ def train(settings, context, device):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -24,6 +24,7 @@ from minibert import distributed
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
 from minibert.masking import Masker
+from minibert.overrides import run_from_command_line
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice, unigram_log_probs
@@ -115,10 +116,6 @@ def main(argv=None):
 
 def train(settings, context, device):
     distributed.check_batch(settings["batch_size"], context, settings["accumulation_steps"])
-    if settings["masking"] not in Masker.STRATEGIES:
-        raise ValueError(f"--masking must be one of {Masker.STRATEGIES}")
-    if settings["errors"] not in ("strict", "replace", "ignore"):
-        raise ValueError(f"--errors must be strict, replace or ignore, got {settings['errors']!r}")
     if settings["dtype"] == "auto" and device.type == "cpu" and cpu_has_bfloat16():
         settings = {**settings, "dtype": "bfloat16"}  # 1.4-1.6x faster steps on such a CPU (RESULTS 11)
     run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
@@ -290,4 +287,4 @@ def train(settings, context, device):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

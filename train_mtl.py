@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from minibert import distributed
 from minibert.mixture import gate_usage
+from minibert.overrides import run_from_command_line
 from minibert.plots import plot_heatmap, plot_training_log
 from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
@@ -59,20 +60,18 @@ STRATEGIES = {
     "mmoe": Strategy(mixture=True),
 }
 WEIGHTINGS = ("static", "gradnorm", "uncertainty")
+CHOICES = {"strategy": tuple(STRATEGIES), "weighting": WEIGHTINGS}  # checked before any work
 
 
 def chosen_strategy(settings):
     """--strategy as its choices; MMoE takes its weighting from --weighting."""
-    if settings["strategy"] not in STRATEGIES:
-        raise ValueError(f"--strategy must be one of {tuple(STRATEGIES)}, got {settings['strategy']!r}")
-    if settings["weighting"] not in WEIGHTINGS:
-        raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {settings['weighting']!r}")
     if STRATEGIES[settings["strategy"]].mixture:
         return replace(STRATEGIES[settings["strategy"]], weighting=settings["weighting"])
     if settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
     return STRATEGIES[settings["strategy"]]
+
 
 DEFAULTS = dict(
     init="base-transformer",  # pretrained model directory (ours or all-MiniLM-L6-v2)
@@ -172,7 +171,7 @@ class TaskLosses(nn.Module):
 
 
 def main(argv=None):
-    return distributed.run_script(DEFAULTS, train, argv)  # settings checked, run folder claimed, one process or torchrun's
+    return distributed.run_script(DEFAULTS, train, argv, CHOICES)  # settings checked, run folder claimed, one process or torchrun's
 
 
 def train(settings, context, device):
@@ -402,4 +401,4 @@ def train(settings, context, device):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -71,16 +71,16 @@ def setup(device_setting="auto"):
     return context, device
 
 
-def run_script(defaults, train, argv=None):
-    """A training script's main(): --key=value settings over `defaults`, every number checked
-    before any work, the run folder claimed (never destroy a run, never share a folder: see
+def run_script(defaults, train, argv=None, choices=None):
+    """A training script's main(): --key=value settings over `defaults`, every number and
+    choice checked before any work (`choices`: the script's own, e.g. --strategy), the run folder claimed (never destroy a run, never share a folder: see
     run_folder.py), then train(settings, context, device) in this process or as one of
     torchrun's."""
     from .overrides import parse_overrides
     from .run_folder import claim
     from .training import check_settings
     settings = parse_overrides(defaults, sys.argv[1:] if argv is None else argv)
-    check_settings(settings)
+    check_settings(settings, choices=choices)
     with claim(settings):
         return launch(train, settings)
 

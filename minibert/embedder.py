@@ -21,6 +21,7 @@ import torch
 
 from .batching import padded
 from .heads import mean_pool
+from .overrides import run_from_command_line
 from .sts import evaluate_sts
 from .tokenizer import WordPieceTokenizer
 from .transformer_with_heads import TransformerWithHeads
@@ -179,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .overrides import run_from_command_line
 from .paths import data_file
 
 # ---------------------------------------------------------------------------- reading
@@ -290,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -1,4 +1,5 @@
-"""`--key=value` command-line overrides, checked against a script's defaults.
+"""The command line: `--key=value` overrides checked against a script's defaults, and how
+a command reports a mistake.
 
 nanoGPT's configurator, made strict: an unknown key is an error (a typo must not silently
 train with the default), and a value must parse as the default's type.
@@ -6,6 +7,9 @@ train with the default), and a value must parse as the default's type.
     >>> parse_overrides({"lr": 1e-3, "steps": 10, "name": "run"}, ["--lr=3e-4", "--steps=20"])
     {'lr': 0.0003, 'steps': 20, 'name': 'run'}
 """
+
+import os
+import sys
 
 
 def parse_value(key, text, default):
@@ -40,3 +44,21 @@ def parse_overrides(defaults, argv):
             raise ValueError(f"unknown setting --{key}" + (f"; did you mean {', '.join('--' + k for k in close)}?" if close else ""))
         settings[key] = parse_value(key, text, defaults[key])
     return settings
+
+
+def run_from_command_line(main):
+    """Every command's entry point (`if __name__ == "__main__"`). minibert says what is wrong
+    with a setting or a file in a ValueError or an OSError whose message names the setting, or
+    the file and line; from a shell that message is the whole answer: one line on stderr and
+    exit status 2, not a traceback through the library. MINIBERT_TRACEBACK=1 shows the
+    traceback (to report a bug). Ctrl-C ends with status 130, after the training loops have
+    written their checkpoint and said so."""
+    try:
+        main()
+    except (ValueError, OSError) as error:
+        if os.environ.get("MINIBERT_TRACEBACK", "0") not in ("", "0"):
+            raise
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

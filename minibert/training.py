@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import PRESETS
+from .masking import Masker
+
 
 # What each numeric setting of the three scripts may be, declared once: a setting of the
 # same name means the same thing in every script. tests/test_reliability.py checks that
@@ -42,11 +45,27 @@ SETTING_RULES = {
     "eval_every": ">= 1", "eval_batches": ">= 1", "checkpoint_every": ">= 1", "seed": ">= 0", "threads": ">= 0",
 }
 
+# --dtype: the precision of the forward pass.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-def check_settings(settings, rules=SETTING_RULES):
-    """Stop at the first numeric setting outside its range, with one line naming it, before
-    any work starts: --max_steps=-5 would never end, --batch_size=0 divide by zero.
+# What each setting that names one of a few things may be, declared the same way. A script's
+# own choices (--strategy, --objective) come with the script: run_script(..., choices=...).
+SETTING_CHOICES = {
+    "preset": tuple(PRESETS), "dtype": ("auto", *DTYPES), "schedule": ("linear", "cosine"),
+    "masking": Masker.STRATEGIES, "errors": ("strict", "replace", "ignore"),
+}
+
+
+def check_settings(settings, rules=SETTING_RULES, choices=None):
+    """Stop at the first setting outside its range or its choices, with one line naming it,
+    before any work starts: --max_steps=-5 would never end, --batch_size=0 divide by zero,
+    --preset=huge would be found only after the tokenizer is trained and the corpus read.
     An optional number (--dropout, none by default) is checked when it is given."""
+    for key, allowed in {**SETTING_CHOICES, **(choices or {})}.items():
+        if key in settings and settings[key] not in allowed:
+            raise ValueError(f"--{key} must be one of {', '.join(allowed)}, got {settings[key]!r}")
+    if "device" in settings:
+        pick_device(settings["device"])  # refuses a device this machine's torch cannot use
     for key, value in settings.items():
         if key not in rules or value is None:
             continue
@@ -60,13 +79,22 @@ def check_settings(settings, rules=SETTING_RULES):
 
 
 def pick_device(name="auto"):
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """--device as a torch.device; auto is CUDA, then Apple's MPS, then the CPU. A device this
+    torch cannot use here is refused in one line, not at the first tensor moved to it."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if name == "auto":
+        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if available[kind]))
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if not available.get(device.type, False):
+        raise ValueError(f"--device={name}, but this torch ({torch.__version__}) has no {device.type} device "
+                         f"here; use --device=auto or --device=cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device={name}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def learning_rate_at(progress, peak, warmup_fraction, schedule):
@@ -225,9 +253,6 @@ RESUMABLE = ("stop_at_step", "resume", "overwrite", "max_minutes", "max_steps", 
              "device", "dtype", "threads", "compile", "out_dir", "accumulation_steps")
 
 
-# --dtype: the precision of the forward pass.
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def cpu_has_bfloat16():
     """True when this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX): there
@@ -329,11 +354,9 @@ class ProgressBar:
 # ---- the start and the end of a run, the same in every script ----
 
 def begin_run(settings, context, device):
-    """What every training script does first: check the settings that only code can check
-    (the schedule, the dtype) before any work, set the CPU threads, make run_dir, seed.
+    """What every training script does first: its precision, the CPU threads, run_dir, the seed.
     Returns (run_dir, precision, say); say prints on rank 0 only, which speaks for all."""
-    learning_rate_at(0.5, 1.0, settings["warmup_fraction"], settings["schedule"])  # rejects a bad --schedule
-    precision = Precision(settings["dtype"], device)  # rejects a bad --dtype
+    precision = Precision(settings["dtype"], device)
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
     run_dir = Path(settings["run_dir"])

@@ -173,7 +173,7 @@ def test_every_variant_is_a_valid_train_mtl_command():
 
     for name, args in mtl_experiment.VARIANTS.items():
         settings = parse_overrides(train_mtl.DEFAULTS, args)
-        check_settings(settings)
+        check_settings(settings, choices=train_mtl.CHOICES)
         assert train_mtl.chosen_strategy(settings) is not None, name
     assert parse_overrides(train_mtl.DEFAULTS, mtl_experiment.VARIANTS["gradnorm_alpha0"])["gradnorm_alpha"] == 0.0
 

@@ -6,6 +6,8 @@ Each test builds its own tiny inputs in tmp_path; the scripts run at toy sizes."
 import json
 import os
 import random
+import re
+import runpy
 import shutil
 import socket
 import subprocess
@@ -117,6 +119,24 @@ BAD_SETTINGS = ["--max_steps=-5", "--max_steps=0", "--batch_size=-4", "--batch_s
 def test_a_number_out_of_range_is_refused_before_any_work(tmp_path, script, setting):
     """The inputs do not even exist: the setting must be refused before they are looked for."""
     with pytest.raises(ValueError, match=setting.split("=")[0]) as error:
+        SCRIPTS[script].main(missing_inputs(script, tmp_path, setting))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+# A device this machine's torch cannot use: CUDA on a machine without it, else Apple's MPS.
+UNAVAILABLE_DEVICE = "cuda" if not torch.cuda.is_available() else "mps"
+BAD_CHOICES = ["--preset=huge", "--dtype=float64", "--schedule=cubic", "--masking=random", "--errors=skip",
+               "--device=tpu", "--device=cuda:x", f"--device={UNAVAILABLE_DEVICE}", "--objective=triplet",
+               "--strategy=magic", "--weighting=equal"]
+
+
+@pytest.mark.parametrize("script, setting", [(script, setting) for script in SCRIPTS for setting in BAD_CHOICES
+                                             if setting[2:].split("=")[0] in SCRIPTS[script].DEFAULTS])
+def test_a_setting_outside_its_choices_is_refused_before_any_work(tmp_path, script, setting):
+    """--preset=huge was refused only after the tokenizer was trained and the corpus read, and
+    --device=cuda on a machine without CUDA failed at model.to() with torch's AssertionError."""
+    with pytest.raises(ValueError, match=re.escape(setting.split("=")[0])) as error:
         SCRIPTS[script].main(missing_inputs(script, tmp_path, setting))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
@@ -389,3 +409,65 @@ def test_a_corpus_with_no_held_out_document_logs_no_held_out_loss(tiny_corpus, m
     eval_loss = rows[0].index("eval_loss")
     assert [row[eval_loss] for row in rows[1:]] == ["", ""]
     assert all(float(row[rows[0].index("train_loss")]) > 0 for row in rows[1:])
+
+
+# ------------------------------------------------------- the command line: one line per mistake
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = [  # (script or module, arguments, what its one line says); {missing} is a path that does not exist
+    ("train_mlm.py", ["--preset=huge"], "--preset must be one of"),
+    ("train_embedder.py", ["--init={missing}", "--objective=cosent"], "{missing}"),
+    ("train_mtl.py", ["--tasks={missing}/tasks.json"], "tasks.json"),
+    ("minibert.embedder", ["--model", "{missing}"], "{missing}"),
+    ("minibert.tokenizer_trainer", ["--files", "{missing}/corpus.txt", "--out_dir", "{missing}/vocab"], "corpus.txt"),
+    ("minibert.finetuning_data", ["--vocab", "{missing}"], "{missing}"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy: the module ran once before
+@pytest.mark.parametrize("command, arguments, expected", COMMANDS)
+def test_a_mistake_on_the_command_line_is_one_line_on_stderr(tmp_path, monkeypatch, capsys, command, arguments,
+                                                             expected):
+    """Each entry point as a shell runs it (as __main__): exit status 2 and one line naming what
+    is wrong, not a traceback through the library."""
+    missing = str(tmp_path / "missing")
+    arguments = [a.replace("{missing}", missing) for a in arguments]
+    if command.endswith(".py"):  # a training script: its run and every other input in tmp_path too
+        arguments = missing_inputs(command[:-3], tmp_path, *arguments)
+    monkeypatch.delenv("MINIBERT_TRACEBACK", raising=False)
+    monkeypatch.setattr(sys, "argv", [command, *arguments])
+    with pytest.raises(SystemExit) as stopped:
+        if command.endswith(".py"):
+            runpy.run_path(str(ROOT / command), run_name="__main__")
+        else:
+            runpy.run_module(command, run_name="__main__", alter_sys=True)
+    printed = capsys.readouterr().err
+    assert stopped.value.code == 2, printed
+    assert printed.count("\n") == 1 and "Traceback" not in printed, printed
+    assert re.match(r"\w+\.py: error: ", printed) and expected.replace("{missing}", missing) in printed, printed
+
+
+def test_the_traceback_is_there_when_asked_and_ctrl_c_ends_quietly(monkeypatch, capsys):
+    from minibert.overrides import run_from_command_line
+
+    def bad_setting():
+        raise ValueError("--batch_size must be >= 1, got 0")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("MINIBERT_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="--batch_size"):  # to report a bug: where it was raised
+        run_from_command_line(bad_setting)
+    monkeypatch.delenv("MINIBERT_TRACEBACK")
+    with pytest.raises(SystemExit) as stopped:
+        run_from_command_line(interrupted)
+    assert stopped.value.code == 130 and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_missing_init_is_found_before_the_sentences_are_read(tmp_path, capsys):
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("".join(f"sentence number {i}.\n" for i in range(100)))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        train_embedder.main(missing_inputs("train_embedder", tmp_path, f"--sentences={sentences}", "--batch_size=4"))
+    assert "SimCSE on" not in capsys.readouterr().out
