@@ -205,7 +205,7 @@ def train(settings, context, device):
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
     recent = []
     bar = ProgressBar(settings, step, elapsed, settings["objective"], **distributed.quiet(context))
-    with checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
+    with checkpoint_on_interrupt(checkpoint_path, say, bar, context) as ctrl_c:
         while run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) < 1.0:
             started = time.perf_counter()
             lr = learning_rate_at(run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]),
@@ -253,9 +253,10 @@ def train(settings, context, device):
                 plot_training_log(log_path, run_dir / "curve.png", panels=(("train_loss",), ("dev_spearman",)),
                                   title=f"{settings['objective']} from {Path(settings['init']).name}")
                 recent = []
-            if step % settings["checkpoint_every"] == 0 or last_step:
+            interrupted = ctrl_c.requested()  # Ctrl-C during this step: checkpoint it, then stop
+            if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
                 write_checkpoint()
-            if stop_requested(step, settings, say):
+            if stop_requested(step, settings, say, interrupted):
                 return None
     say(f"done: {step} steps in {elapsed / 60:.1f} min; best STS-B dev Spearman {best:.4f}, model in {out_dir}/")
     return out_dir

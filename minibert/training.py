@@ -7,6 +7,8 @@ import contextlib
 import math
 import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -373,23 +375,65 @@ def seed_this_rank(settings, context, step):
         torch.manual_seed(settings["seed"] * 1_000_003 + 7919 * context.rank + step)
 
 
-def stop_requested(step, settings, say):
-    """--stop_at_step: end the run after that step, as an interruption would."""
+def stop_requested(step, settings, say, interrupted=False):
+    """At a step's end: --stop_at_step ends the run after that step (returns True), and so
+    does a Ctrl-C during the step (`interrupted`), with KeyboardInterrupt once its checkpoint
+    is written."""
+    if interrupted:
+        say(f"\ninterrupted after step {step}; checkpoint written; continue with --resume=true")
+        raise Interrupted
     if step != settings["stop_at_step"]:
         return False
     say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
     return True
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, taken at the end of a step whose checkpoint is written."""
+
+
+class CtrlC:
+    """Ctrl-C during a training loop, taken at the end of the step in progress.
+
+    Stopping in the middle of a step would checkpoint a state no run passes through (the
+    weights updated but the step not yet counted, this step's dropout masks already drawn),
+    and the resumed run would not end as an uninterrupted one does. So the first Ctrl-C only
+    takes note; the loop asks `requested()` at each step's end. A second Ctrl-C stops at once.
+    Under torchrun every rank follows rank 0, so that all stop after the same step."""
+
+    def __init__(self, say, context):
+        self.say, self.context, self.pending = say, context, False
+
+    def __call__(self, signal_number, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+        self.say("\nCtrl-C: finishing this step, then writing a checkpoint (Ctrl-C again to stop at once)")
+
+    def requested(self):
+        from .distributed import from_rank0
+        return bool(from_rank0(float(self.pending), self.context))
+
+
 @contextlib.contextmanager
-def checkpoint_on_interrupt(write_checkpoint, checkpoint_path, say, bar):
-    """Around a training loop: Ctrl-C writes a checkpoint first, so the run resumes from the
-    step it reached; the progress bar is closed however the loop ends."""
+def checkpoint_on_interrupt(checkpoint_path, say, bar, context):
+    """Around a training loop: Ctrl-C ends the step in progress, and the loop then writes its
+    checkpoint and stops (stop_requested(..., interrupted=ctrl_c.requested())), so --resume=true
+    continues as if never interrupted. Yields the CtrlC to ask. A second Ctrl-C stops at
+    once, leaving the last checkpoint written. The progress bar is closed however the loop ends."""
+    ctrl_c = CtrlC(say, context)
+    # Python lets only the main thread handle signals; elsewhere Ctrl-C stops at once.
+    handling = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, ctrl_c) if handling else None
     try:
-        yield
+        yield ctrl_c
+    except Interrupted:
+        raise
     except KeyboardInterrupt:
-        write_checkpoint()
-        say(f"\ninterrupted; checkpoint written to {checkpoint_path}; continue with --resume=true")
+        say(f"\nstopped at once; {checkpoint_path} holds the last checkpoint written, if any: "
+            f"continue from it with --resume=true")
         raise
     finally:
+        if handling:
+            signal.signal(signal.SIGINT, previous)
         bar.close()

@@ -1,6 +1,9 @@
-"""Ctrl-C in the middle of any of the three training scripts writes a checkpoint of the
-step reached, and --resume=true continues from it (issue 17: train_mtl.py wrote none)."""
+"""Ctrl-C in the middle of any of the three training scripts lets the step in progress
+finish, writes a checkpoint of it, and --resume=true continues from there to the weights of
+a run never interrupted (issue 17: train_mtl.py wrote none; then the checkpoint was written
+wherever in a step Ctrl-C landed, and a resumed run applied that step twice)."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -18,17 +21,20 @@ from test_mtl import write_fixture  # noqa: E402
 from test_pretraining import write_corpus  # noqa: E402
 
 
-def interrupt_at_step(monkeypatch, script, step):
-    """Every script sets the learning rate once at the start of each step: Ctrl-C there."""
+def ctrl_c_after_an_optimizer_step(monkeypatch, nth, times=1):
+    """A real SIGINT at the most awkward moment of a step: after the nth optimizer step has
+    changed the weights, before the script counts the step (every script zeroes the
+    gradients between the two)."""
     calls = {"n": 0}
-    original = script.set_learning_rate
+    original = torch.optim.AdamW.zero_grad
 
-    def set_learning_rate(optimizer, lr):
+    def zero_grad(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == step + 1:
-            raise KeyboardInterrupt
-        original(optimizer, lr)
-    monkeypatch.setattr(script, "set_learning_rate", set_learning_rate)
+        if calls["n"] == nth:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.AdamW, "zero_grad", zero_grad)
 
 
 def arguments(script, tmp_path):
@@ -50,18 +56,38 @@ def arguments(script, tmp_path):
             "--threads=1"], "checkpoint_joint.pt"
 
 
+def elsewhere(settings, tmp_path, name):
+    """The same settings, with the run (and its output) in another folder."""
+    return [a.replace(str(tmp_path / "run"), str(tmp_path / name)).replace(str(tmp_path / "out"), str(tmp_path / f"{name}_out"))
+            for a in settings]
+
+
 @pytest.mark.parametrize("script", [train_mlm, train_embedder, train_mtl], ids=lambda script: script.__name__)
-def test_ctrl_c_writes_a_checkpoint_and_resume_continues(tmp_path, monkeypatch, script):
+def test_ctrl_c_during_a_step_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, script):
     monkeypatch.chdir(tmp_path)  # caches go to ./.cache
     settings, checkpoint_name = arguments(script, tmp_path)
-    interrupt_at_step(monkeypatch, script, step=3)
+    script.main(elsewhere(settings, tmp_path, "straight"))
+    uninterrupted = load_checkpoint(tmp_path / "straight" / checkpoint_name, {}, ())
+
+    ctrl_c_after_an_optimizer_step(monkeypatch, nth=3)
     with pytest.raises(KeyboardInterrupt):
         script.main(settings)
     checkpoint_path = tmp_path / "run" / checkpoint_name
-    assert checkpoint_path.is_file()
-    assert torch.load(checkpoint_path, weights_only=True)["step"] == 3
+    assert torch.load(checkpoint_path, weights_only=True)["step"] == 3  # the step in progress, finished
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     script.main([*settings, "--resume=true"])
-    checkpoint = load_checkpoint(checkpoint_path, {}, ())
-    assert checkpoint["step"] == 6
+    resumed = load_checkpoint(checkpoint_path, {}, ())
+    assert resumed["step"] == uninterrupted["step"] == 6
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings, checkpoint_name = arguments(train_mlm, tmp_path)
+    ctrl_c_after_an_optimizer_step(monkeypatch, nth=3, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_mlm.main(settings)
+    assert not (tmp_path / "run" / checkpoint_name).exists()  # none was due (every 100 steps); none half-made
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
