@@ -205,7 +205,7 @@ def train(settings, context, device):
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
     recent = []
     bar = ProgressBar(settings, step, elapsed, settings["objective"], **distributed.quiet(context))
-    with checkpoint_on_interrupt(checkpoint_path, say, bar, context) as ctrl_c:
+    with checkpoint_on_interrupt(checkpoint_path, say, bar) as ctrl_c:
         while run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) < 1.0:
             started = time.perf_counter()
             lr = learning_rate_at(run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]),
@@ -253,7 +253,8 @@ def train(settings, context, device):
                 plot_training_log(log_path, run_dir / "curve.png", panels=(("train_loss",), ("dev_spearman",)),
                                   title=f"{settings['objective']} from {Path(settings['init']).name}")
                 recent = []
-            interrupted = ctrl_c.requested()  # Ctrl-C during this step: checkpoint it, then stop
+            # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
+            interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
             if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
                 write_checkpoint()
             if stop_requested(step, settings, say, interrupted):

@@ -205,7 +205,7 @@ def train(settings, context, device):
     model.train()
     bar = ProgressBar(settings, step, elapsed, "pretraining", **distributed.quiet(context))
     recent_loss, recent_tokens, recent_time = [], 0, 0.0
-    with checkpoint_on_interrupt(checkpoint_path, say, bar, context) as ctrl_c:
+    with checkpoint_on_interrupt(checkpoint_path, say, bar) as ctrl_c:
         while progress() < 1.0:
             started = time.perf_counter()
             lr = learning_rate_at(progress(), settings["learning_rate"], settings["warmup_fraction"],
@@ -271,7 +271,8 @@ def train(settings, context, device):
                                   panels=(("train_loss", "eval_loss", "unigram_loss"), ("context_gain",),
                                           ("eval_accuracy",)))
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
-            interrupted = ctrl_c.requested()  # Ctrl-C during this step: checkpoint it, then stop
+            # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
+            interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
             if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
                 write_checkpoint()
             if stop_requested(step, settings, say, interrupted):

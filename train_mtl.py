@@ -298,7 +298,7 @@ def train(settings, context, device):
             model.compile()  # in place: the state dict keeps its names
         model.train()
         bar = ProgressBar(settings, step, elapsed, phase, **distributed.quiet(context))
-        with checkpoint_on_interrupt(checkpoint_path, say, bar, context) as ctrl_c:
+        with checkpoint_on_interrupt(checkpoint_path, say, bar) as ctrl_c:
             while progress() < 1.0:
                 step_started = time.perf_counter()
                 lr = learning_rate_at(progress(), lr_peak, settings["warmup_fraction"], settings["schedule"])
@@ -369,7 +369,8 @@ def train(settings, context, device):
                     plot_training_log(log_path, run_dir / f"{phase}_curves.png", title=phase, panels=(
                         [f"loss_{t.name}" for t in group], [f"weight_{t.name}" for t in group],
                         [f"dev_{t.name}" for t in group]))
-                interrupted = ctrl_c.requested()  # Ctrl-C during this step: checkpoint it, then stop
+                # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
+                interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
                 if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
                     write_checkpoint()
                 if stop_requested(step, settings, say, interrupted):

@@ -398,11 +398,12 @@ class CtrlC:
     Stopping in the middle of a step would checkpoint a state no run passes through (the
     weights updated but the step not yet counted, this step's dropout masks already drawn),
     and the resumed run would not end as an uninterrupted one does. So the first Ctrl-C only
-    takes note; the loop asks `requested()` at each step's end. A second Ctrl-C stops at once.
-    Under torchrun every rank follows rank 0, so that all stop after the same step."""
+    takes note (`pending`), and the loop looks at each step's end. A second Ctrl-C stops at
+    once. Under torchrun every rank follows rank 0's note (distributed.from_rank0), so that all
+    stop after the same step."""
 
-    def __init__(self, say, context):
-        self.say, self.context, self.pending = say, context, False
+    def __init__(self, say):
+        self.say, self.pending = say, False
 
     def __call__(self, signal_number, frame):
         if self.pending:
@@ -410,18 +411,14 @@ class CtrlC:
         self.pending = True
         self.say("\nCtrl-C: finishing this step, then writing a checkpoint (Ctrl-C again to stop at once)")
 
-    def requested(self):
-        from .distributed import from_rank0
-        return bool(from_rank0(float(self.pending), self.context))
-
 
 @contextlib.contextmanager
-def checkpoint_on_interrupt(checkpoint_path, say, bar, context):
+def checkpoint_on_interrupt(checkpoint_path, say, bar):
     """Around a training loop: Ctrl-C ends the step in progress, and the loop then writes its
-    checkpoint and stops (stop_requested(..., interrupted=ctrl_c.requested())), so --resume=true
+    checkpoint and stops (stop_requested(..., interrupted=...)), so --resume=true
     continues as if never interrupted. Yields the CtrlC to ask. A second Ctrl-C stops at
     once, leaving the last checkpoint written. The progress bar is closed however the loop ends."""
-    ctrl_c = CtrlC(say, context)
+    ctrl_c = CtrlC(say)
     # Python lets only the main thread handle signals; elsewhere Ctrl-C stops at once.
     handling = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, ctrl_c) if handling else None
