@@ -156,4 +156,7 @@ def test_contrastive_two_processes_equal_one_process(embedder_dir, objective):
         launch("train_embedder.py", args + [f"--run_dir={objective}{processes}",
                                             f"--out_dir={objective}{processes}/model"], embedder_dir, processes)
     one, two = (weights(embedder_dir / f"{objective}{n}/checkpoint.pt") for n in (1, 2))
-    assert_same_weights(one, two)
+    # The encoder's matrix products over 8 rows and over 2 x 4 round differently, by how much
+    # depends on the CPU's kernels: 1.3e-6 on an Intel Xeon (under 1e-6 on an AMD EPYC). With
+    # the gather switched off the runs end 2.2e-3 apart (docs/RESULTS.md 7).
+    assert_same_weights(one, two, atol=5e-6)
