@@ -120,8 +120,11 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
 
 
 def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "):
-    """A CSV or TSV file with a header row -> (texts, labels); columns are found by name."""
-    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter)
+    """A CSV or TSV file with a header row -> (texts, labels); columns are found by name.
+    CSV quotes a field that holds a comma; TSV has no quoting (a text cannot hold a tab), so its
+    quotes are text: read with CSV's rules, a text that starts with `"` would swallow the lines after it."""
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter, quoting=quoting)
     missing = [k for k in (*text_fields, label_field) if k not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")

@@ -86,6 +86,15 @@ def test_classification_files_by_extension(tmp_path):
         read_classification(tmp_path / "c.xml", ("text",), "label")
 
 
+def test_tsv_quotes_are_text(tmp_path):
+    """A tab-separated file has no quoting: a text that starts with a quote must not swallow
+    the lines after it (CSV's rules read these five rows as two)."""
+    path = tmp_path / "x.tsv"
+    path.write_text('text\tlabel\n"Great" movie\tpos\n"Hmm, not sure\tneg\nok film\tpos\nanother 2" screen\tneg\n')
+    assert read_classification(path, ("text",), "label") == (
+        ['"Great" movie', '"Hmm, not sure', "ok film", 'another 2" screen'], ["pos", "neg", "pos", "neg"])
+
+
 # ------------------------------------------------------------------------ task file
 
 
