@@ -89,14 +89,24 @@ def read_conll(path, token_column=0, tag_column=-1, scheme="iob1"):
 
 
 def labelled_text(record, text_fields, label_field, separator, where, missing="record has no field"):
-    """One record (a dict) -> (text, label): the text fields joined, the label as a string."""
-    absent = [k for k in (*text_fields, label_field) if record.get(k) is None]
+    """One record (a dict) -> (text, label): the text fields joined, the label as a string.
+    An empty or null text field is left out (a paper without a title still has its abstract),
+    but a record with no text at all, or with no label, is an error: an empty label would
+    become a class of its own."""
+    absent = [k for k in (*text_fields, label_field) if k not in record]
     if absent:
         raise ValueError(f"{where} the {missing} {absent[0]!r}" + (f" (nor {absent[1:]})" if len(absent) > 1 else ""))
     label = record[label_field]
     if isinstance(label, (list, dict)):
         raise ValueError(f"{where} field {label_field!r} is a {type(label).__name__}; a label is one string or number")
-    return separator.join(str(record[k]).strip() for k in text_fields), str(label)
+    if label is None or not str(label).strip():
+        raise ValueError(f"{where} field {label_field!r} is {'null' if label is None else 'empty'}; "
+                         f"every text needs a label")
+    texts = [str(record[k]).strip() for k in text_fields if record[k] is not None]
+    if not any(texts):
+        raise ValueError(f"{where} no text: {', '.join(map(repr, text_fields))} "
+                         f"{'are' if len(text_fields) > 1 else 'is'} empty or null")
+    return separator.join(text for text in texts if text), str(label)
 
 
 def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", separator=". "):
@@ -130,6 +140,7 @@ def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "
         raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")
     texts, labels = [], []
     for record in reader:
+        record = {k: v for k, v in record.items() if v is not None}  # None: a short row has no such cell
         text, label = labelled_text(record, text_fields, label_field, separator, f"{path}:{reader.line_num}:",
                                      missing="row has no value for")
         texts.append(text)

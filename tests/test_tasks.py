@@ -86,6 +86,29 @@ def test_classification_files_by_extension(tmp_path):
         read_classification(tmp_path / "c.xml", ("text",), "label")
 
 
+@pytest.mark.parametrize("name, rows, expected", [
+    ("x.csv", "title,body,stars\na,b,pos\nc,d,\n", "field 'stars' is empty"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": "c", "body": "d", "stars": ""}\n',
+     "field 'stars' is empty"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": "c", "body": "d", "stars": null}\n',
+     "field 'stars' is null"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": " ", "body": null, "stars": "neg"}\n',
+     "no text: 'title', 'body' are empty or null"),
+    ("x.tsv", "title\tbody\tstars\na\tb\tpos\n\t\tneg\n", "no text"),
+])
+def test_an_empty_label_or_no_text_at_all_names_the_line(tmp_path, name, rows, expected):
+    (tmp_path / name).write_text(rows)
+    with raises_naming(f"{tmp_path / name}:3:" if name != "x.jsonl" else f"{tmp_path / name}:2:", expected):
+        read_classification(tmp_path / name, ("title", "body"), "stars")
+
+
+def test_an_empty_or_null_text_field_is_left_out_of_the_text(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"title": "T", "body": null, "stars": "pos"}\n')
+    (tmp_path / "x.csv").write_text("title,body,stars\n,B,neg\n")
+    assert read_classification(tmp_path / "x.jsonl", ("title", "body"), "stars") == (["T"], ["pos"])
+    assert read_classification(tmp_path / "x.csv", ("title", "body"), "stars") == (["B"], ["neg"])
+
+
 def test_tsv_quotes_are_text(tmp_path):
     """A tab-separated file has no quoting: a text that starts with a quote must not swallow
     the lines after it (CSV's rules read these five rows as two)."""
