@@ -140,9 +140,13 @@ def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "
         raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")
     texts, labels = [], []
     for record in reader:
+        where = f"{path}:{reader.line_num}:"
+        if None in record:  # csv's key for the fields past the header's: the row's columns have shifted
+            hint = "quote a text that holds a comma" if delimiter == "," else "a text cannot hold a tab"
+            raise ValueError(f"{where} {len(reader.fieldnames) + len(record[None])} fields, the header has "
+                             f"{len(reader.fieldnames)}; {hint}")
         record = {k: v for k, v in record.items() if v is not None}  # None: a short row has no such cell
-        text, label = labelled_text(record, text_fields, label_field, separator, f"{path}:{reader.line_num}:",
-                                     missing="row has no value for")
+        text, label = labelled_text(record, text_fields, label_field, separator, where, missing="row has no value for")
         texts.append(text)
         labels.append(label)
     return texts, labels

@@ -109,6 +109,17 @@ def test_an_empty_or_null_text_field_is_left_out_of_the_text(tmp_path):
     assert read_classification(tmp_path / "x.csv", ("title", "body"), "stars") == (["B"], ["neg"])
 
 
+@pytest.mark.parametrize("name, rows, expected", [
+    ("x.csv", "title,body,stars\ngreat,loved it,pos\nok,fine, really,neg\n", "quote a text that holds a comma"),
+    ("x.tsv", "title\tbody\tstars\ngreat\tloved it\tpos\nok\tfine\treally\tneg\n", "a text cannot hold a tab"),
+])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, name, rows, expected):
+    """Else csv files the extra fields under None and the row's real label is lost."""
+    (tmp_path / name).write_text(rows)
+    with raises_naming(f"{tmp_path / name}:3:", "4 fields, the header has 3", expected):
+        read_classification(tmp_path / name, ("title", "body"), "stars")
+
+
 def test_tsv_quotes_are_text(tmp_path):
     """A tab-separated file has no quoting: a text that starts with a quote must not swallow
     the lines after it (CSV's rules read these five rows as two)."""
