@@ -89,7 +89,8 @@ def read_conll(path, token_column=0, tag_column=-1, scheme="iob1"):
 
 
 def labelled_text(record, text_fields, label_field, separator, where, missing="record has no field"):
-    """One record (a dict) -> (text, label): the text fields joined, the label as a string.
+    """One record (a dict) -> (text, label): the text fields joined, the label as a string;
+    both stripped of surrounding spaces.
     An empty or null text field is left out (a paper without a title still has its abstract),
     but a record with no text at all, or with no label, is an error: an empty label would
     become a class of its own."""
@@ -106,7 +107,7 @@ def labelled_text(record, text_fields, label_field, separator, where, missing="r
     if not any(texts):
         raise ValueError(f"{where} no text: {', '.join(map(repr, text_fields))} "
                          f"{'are' if len(text_fields) > 1 else 'is'} empty or null")
-    return separator.join(text for text in texts if text), str(label)
+    return separator.join(text for text in texts if text), str(label).strip()  # "pos " is "pos"
 
 
 def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", separator=". "):

@@ -120,6 +120,13 @@ def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, name, rows,
         read_classification(tmp_path / name, ("title", "body"), "stars")
 
 
+def test_labels_are_stripped_like_texts(tmp_path):
+    (tmp_path / "x.csv").write_text("text,label\na,pos \nb, pos\nc,neg\n")
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": " pos "}\n')
+    assert read_classification(tmp_path / "x.csv", ("text",), "label")[1] == ["pos", "pos", "neg"]
+    assert read_classification(tmp_path / "x.jsonl", ("text",), "label")[1] == ["pos"]
+
+
 def test_tsv_quotes_are_text(tmp_path):
     """A tab-separated file has no quoting: a text that starts with a quote must not swallow
     the lines after it (CSV's rules read these five rows as two)."""
