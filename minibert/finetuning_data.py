@@ -135,6 +135,9 @@ def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "
     CSV quotes a field that holds a comma; TSV has no quoting (a text cannot hold a tab), so its
     quotes are text: read with CSV's rules, a text that starts with `"` would swallow the lines after it."""
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    # csv refuses a field over 131,072 characters by default; a long document reads as it does
+    # from JSON Lines. 2**31 - 1: the largest limit every platform's C long takes (sys.maxsize may not).
+    csv.field_size_limit(2**31 - 1)
     reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter, quoting=quoting)
     missing = [k for k in (*text_fields, label_field) if k not in (reader.fieldnames or [])]
     if missing:

@@ -127,6 +127,13 @@ def test_labels_are_stripped_like_texts(tmp_path):
     assert read_classification(tmp_path / "x.jsonl", ("text",), "label")[1] == ["pos"]
 
 
+@pytest.mark.parametrize("name", ["x.csv", "x.tsv"])
+def test_a_long_document_reads_from_csv_and_tsv(tmp_path, name):
+    long = "word " * 40_000  # 200,000 characters: more than csv's default limit of 131,072 a field
+    (tmp_path / name).write_text(f"text,label\n{long},pos\n".replace(",", "\t" if name == "x.tsv" else ","))
+    assert read_classification(tmp_path / name, ("text",), "label") == ([long.strip()], ["pos"])
+
+
 def test_tsv_quotes_are_text(tmp_path):
     """A tab-separated file has no quoting: a text that starts with a quote must not swallow
     the lines after it (CSV's rules read these five rows as two)."""
