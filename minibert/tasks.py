@@ -319,6 +319,9 @@ def read_task_file(path):
             raise ValueError(f"{where} unknown field {unknown[0]!r}; a {kind.kind} task has {', '.join(fields)}")
         if not entry["name"].isidentifier():
             raise ValueError(f"{where} the name must be a Python identifier (letters, digits, _): it names a head")
+        if hasattr(torch.nn.ModuleDict(), entry["name"]):  # else ModuleDict refuses it, after all the reading
+            raise ValueError(f"{where} the name {entry['name']!r} is taken by torch (an attribute of the ModuleDict "
+                             f"that holds the heads); choose another")
         if any(task.name == entry["name"] for task in tasks):
             raise ValueError(f"{where} the name is already taken by another task")
         files = {split: path.parent / entry[split] for split in SPLITS}  # relative to the task file

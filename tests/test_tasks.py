@@ -176,6 +176,8 @@ def test_task_file_paths_are_relative_to_it(tmp_path):
     (lambda t: t[0].update(label_feild="label"), "task 1 ('topic'): unknown field 'label_feild'"),
     (lambda t: t[1].update(name="topic"), "task 2 ('topic'): the name is already taken"),
     (lambda t: t[1].update(name="my places"), "task 2 ('my places'): the name must be a Python identifier"),
+    *[(lambda t, name=name: t[0].update(name=name), f"task 1 ({name!r}): the name {name!r} is taken by torch")
+      for name in ("type", "train", "forward", "training", "keys", "_modules")],  # ModuleDict's: it holds the heads
     (lambda t: t[0].update(dev="cls/none.csv"), "task 1 ('topic'): field 'dev': no file"),
     (lambda t: t[1].update(tag_column="last"), "task 2 ('places'): field 'tag_column' must be an integer"),
     (lambda t: t.clear(), "expected a list of tasks"),
