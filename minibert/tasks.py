@@ -21,6 +21,7 @@ A dev or test label that training never had cannot be predicted: it is counted i
 """
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -342,9 +343,13 @@ def parse_per_task(setting, text, names, convert, default, valid=lambda value: T
     >>> parse_per_task("--weights", "scierc=10", ["arxiv", "scierc"], float, 1.0)
     {'arxiv': 1.0, 'scierc': 10.0}
     """
-    values = dict.fromkeys(names, default)
+    values, named = dict.fromkeys(names, default), set()
     items = [item for item in text.split(",") if item]
-    if items and not any("=" in item for item in items):  # by position
+    bare = [item for item in items if "=" not in item]
+    without_value = [item for item in bare if item in names or len(bare) < len(items)]  # a task, but no "=value"
+    if without_value:
+        raise ValueError(f"{setting}={text}: {without_value[0]!r} has no value; write {without_value[0]}=VALUE")
+    if bare:  # by position
         items = items * len(names) if len(items) == 1 else items
         if len(items) != len(names):
             raise ValueError(f"{setting}={text}: {len(items)} values for {len(names)} tasks ({', '.join(names)}); "
@@ -354,10 +359,14 @@ def parse_per_task(setting, text, names, convert, default, valid=lambda value: T
         name, _, value = item.partition("=")
         if name not in values:
             raise ValueError(f"{setting}: unknown task {name!r} in {item!r}; the tasks are {', '.join(names)}")
+        if name in named:
+            raise ValueError(f"{setting}: task {name!r} is named twice in {text!r}")
+        named.add(name)
         try:
             values[name] = convert(value)
         except ValueError:
             values[name] = None
-        if values[name] is None or not valid(values[name]):
+        # inf and 1e400 convert, and would turn the loss into NaN (a weight) or nonsense (a fraction)
+        if values[name] is None or not math.isfinite(values[name]) or not valid(values[name]):
             raise ValueError(f"{setting}: {name} takes {expected}, got {value!r}")
     return values

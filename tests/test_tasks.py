@@ -224,6 +224,18 @@ def test_per_task_settings_name_tasks():
         parse_per_task("--task_fraction", "ner=0.1", names, float, 1.0)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("scierc=inf", "--weights: scierc takes a number >= 0, got 'inf'"),  # training went NaN, silently
+    ("1e400", "--weights: arxiv takes a number >= 0, got '1e400'"),
+    ("arxiv=1,arxiv=2", "--weights: task 'arxiv' is named twice"),
+    ("scierc", "--weights=scierc: 'scierc' has no value; write scierc=VALUE"),
+    ("arxiv=1,scierc", "--weights=arxiv=1,scierc: 'scierc' has no value; write scierc=VALUE"),
+])
+def test_bad_per_task_values(text, expected):
+    with pytest.raises(ValueError, match="^" + re.escape(expected)):
+        parse_per_task("--weights", text, ["arxiv", "scierc"], float, 1.0, lambda w: w >= 0, "a number >= 0")
+
+
 def test_dev_and_test_labels_unseen_in_training_are_counted_and_scored_as_errors(tmp_path):
     topic, places = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
     (tmp_path / "dev.conll").write_text("Paris B-LOC\nACME B-ORG\n")
