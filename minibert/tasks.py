@@ -294,8 +294,12 @@ def read_task_file(path):
     """A JSON list of tasks (see the top of this file) -> [Task]; every mistake is one line
     naming the file, the task and the field."""
     path = Path(path)
+    if not path.is_file():
+        error = IsADirectoryError if path.is_dir() else FileNotFoundError
+        raise error(f"--tasks={path}: {'a directory' if path.is_dir() else 'no such file'}; "
+                    f"--tasks names a JSON file, a list of tasks")
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a leading BOM, as the data files
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):

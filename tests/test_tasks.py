@@ -197,6 +197,16 @@ def test_task_file_that_is_not_json(tmp_path):
         read_task_file(path)
 
 
+def test_task_file_with_a_bom_reads_and_a_missing_one_names_the_setting(tmp_path):
+    path = write_tasks(tmp_path, good_tasks(tmp_path))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Notepad saves UTF-8
+    assert [t.name for t in read_task_file(path)] == ["topic", "places"]
+    with pytest.raises(FileNotFoundError, match=f"^--tasks={re.escape(str(tmp_path / 'none.json'))}: no such file"):
+        read_task_file(tmp_path / "none.json")
+    with pytest.raises(IsADirectoryError, match=f"^--tasks={re.escape(str(tmp_path))}: a directory"):
+        read_task_file(tmp_path)
+
+
 def test_empty_split_or_a_single_label_is_an_error(tmp_path):
     topic, places = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
     (tmp_path / "dev.conll").write_text("\n\n")
