@@ -65,12 +65,19 @@ CHOICES = {"strategy": tuple(STRATEGIES), "weighting": WEIGHTINGS}  # checked be
 
 def chosen_strategy(settings):
     """--strategy as its choices; MMoE takes its weighting from --weighting."""
-    if STRATEGIES[settings["strategy"]].mixture:
-        return replace(STRATEGIES[settings["strategy"]], weighting=settings["weighting"])
-    if settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
+    strategy = STRATEGIES[settings["strategy"]]
+    if strategy.mixture:
+        strategy = replace(strategy, weighting=settings["weighting"])
+    elif settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    return STRATEGIES[settings["strategy"]]
+    # Static weights mix the losses of one shared model. GradNorm and uncertainty set their own;
+    # a head that trains alone (frozen, separate) has one loss, whose scale Adam undoes.
+    if settings["weights"] and (strategy.weighting != "static" or strategy.heads_only or strategy.model_per_task):
+        raise ValueError(f"--weights mix the task losses of one shared model: --strategy=joint, gradual or mmoe "
+                         f"(with --weighting=static) use them, --strategy={settings['strategy']}"
+                         + (f" --weighting={settings['weighting']}" if strategy.mixture else "") + " does not")
+    return strategy
 
 
 DEFAULTS = dict(

@@ -135,8 +135,9 @@ def write_three_tasks(fixture_dir, folder):
 @pytest.mark.parametrize("strategy", train_mtl.STRATEGIES)
 def test_every_strategy_runs_three_tasks_end_to_end(fixture_dir, tmp_path, strategy):
     task_file = write_three_tasks(fixture_dir, tmp_path / "own")
+    weighted = strategy in ("joint", "gradual", "mmoe")  # --weights is refused where it does nothing
     results = run(fixture_dir, tmp_path / strategy, f"--strategy={strategy}", f"--tasks={task_file}",
-                  "--task_fraction=entities=0.5", "--weights=entity_kind=2")
+                  "--task_fraction=entities=0.5", *(["--weights=entity_kind=2"] if weighted else []))
     saved = json.loads((tmp_path / strategy / "results.json").read_text())
     assert list(saved["test"]) == ["arxiv", "entity_kind", "entities"]
     for task in ("arxiv", "entity_kind"):
@@ -150,8 +151,10 @@ def test_every_strategy_runs_three_tasks_end_to_end(fixture_dir, tmp_path, strat
     log = (tmp_path / strategy / f"{phases[-1]}_log.csv").read_text().splitlines()
     assert len(log) == 5  # header + 4 steps
     weights = saved["phases"][phases[0]]["final_task_weights"]
-    if strategy in ("frozen", "joint", "gradual", "mmoe"):
+    if weighted:
         assert weights == [1.0, 2.0, 1.0]
+    if strategy == "frozen":
+        assert weights == [1.0, 1.0, 1.0]
     if strategy in ("gradnorm", "uncertainty"):
         assert len(weights) == 3 and weights != [1.0, 1.0, 1.0]
     if strategy == "gradnorm":
@@ -220,6 +223,15 @@ def test_bad_settings(fixture_dir, tmp_path):
         run(fixture_dir, tmp_path, "--strategy=uncertainty", "--uncertainty_lr=-0.1")
 
 
+@pytest.mark.parametrize("strategy", ["frozen", "gradnorm", "uncertainty", "separate", "mmoe"])
+def test_weights_only_with_a_strategy_that_uses_them(fixture_dir, tmp_path, strategy):
+    """Static weights mix the losses of a shared model; elsewhere they were silently ignored
+    (gradnorm, uncertainty) or only scaled one loss that Adam normalises anyway (frozen, separate)."""
+    extra = ["--weighting=gradnorm"] if strategy == "mmoe" else []
+    with pytest.raises(ValueError, match=r"^--weights .*--strategy=joint, gradual or mmoe"):
+        run(fixture_dir, tmp_path, f"--strategy={strategy}", "--weights=1,2", *extra)
+
+
 def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
     results = run(fixture_dir, tmp_path, "--strategy=mmoe", "--experts=3", "--expert_layers=1", "--top_k=2",
                   "--weighting=gradnorm", "--freeze_shared=true", "--balance_weight=0.01")
@@ -240,7 +252,7 @@ def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_di
 @pytest.mark.parametrize("strategy", ["frozen", "joint", "gradnorm"])
 def test_plain_loops_end_with_the_weights_of_train_mtl(fixture_dir, tmp_path, strategy):
     """minibert/loops.py is train_mtl.py without the plumbing: same seed, data and steps, same weights."""
-    weights = {"frozen": "1,1", "joint": "arxiv=1,scierc=3", "gradnorm": "1,1"}[strategy]
+    weights = {"frozen": "", "joint": "arxiv=1,scierc=3", "gradnorm": ""}[strategy]
     run(fixture_dir, tmp_path, f"--strategy={strategy}", f"--weights={weights}")
     tokenizer = WordPieceTokenizer.from_pretrained(fixture_dir / "init")
     tasks = [task.load(tokenizer, seed=1337) for task in builtin_tasks(fixture_dir)]
