@@ -18,6 +18,7 @@ import csv
 import json
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from minibert import distributed
+from minibert.config import BertConfig
 from minibert.mixture import gate_usage
 from minibert.overrides import run_from_command_line
 from minibert.plots import plot_heatmap, plot_training_log
@@ -198,11 +200,17 @@ def train(settings, context, device):
     fractions = parse_per_task("--task_fraction", settings["task_fraction"], names, float, 1.0, lambda f: 0 < f <= 1,
                                "a fraction in (0, 1]")
     limits = parse_per_task("--train_limit", settings["train_limit"], names, int, 0, lambda n: n >= 0, "a count >= 0")
+    # Checked before any data is read: the first forward pass would fail on a longer sequence.
+    max_lengths = {"classification": "cls_max_length", "tagging": "ner_max_length"}
+    positions = BertConfig.from_json(Path(settings["init"]) / "config.json").max_position_embeddings
+    for kind, setting in max_lengths.items():
+        if settings[setting] > positions and any(task.kind == kind for task in tasks):
+            raise ValueError(f"--{setting}={settings[setting]} is more than the {positions} positions of the model "
+                             f"(max_position_embeddings of --init={settings['init']})")
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     for task in tasks:
-        max_length = settings["cls_max_length"] if task.kind == "classification" else settings["ner_max_length"]
-        task.load(tokenizer, max_length, fractions[task.name], limits[task.name], settings["eval_limit"],
-                  settings["test_limit"], settings["seed"])
+        task.load(tokenizer, settings[max_lengths[task.kind]], fractions[task.name], limits[task.name],
+                  settings["eval_limit"], settings["test_limit"], settings["seed"])
         say(task.describe())
     # Each task draws its batches from its own seed, the same in every phase.
     seeds = {task.name: settings["seed"] + index for index, task in enumerate(tasks)}

@@ -55,7 +55,7 @@ def write_fixture(root, seed=0):
                    | {w for ws in ENTITY_WORDS.values() for w in ws} | {"."})
     tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=64)
+                        intermediate_size=37, max_position_embeddings=128)  # train_mtl's default lengths
     torch.manual_seed(0)
     TransformerWithHeads(config).save_pretrained(root / "init")
     tokenizer.save_pretrained(root / "init")
@@ -230,6 +230,12 @@ def test_weights_only_with_a_strategy_that_uses_them(fixture_dir, tmp_path, stra
     extra = ["--weighting=gradnorm"] if strategy == "mmoe" else []
     with pytest.raises(ValueError, match=r"^--weights .*--strategy=joint, gradual or mmoe"):
         run(fixture_dir, tmp_path, f"--strategy={strategy}", "--weights=1,2", *extra)
+
+
+@pytest.mark.parametrize("setting", ["--cls_max_length", "--ner_max_length"])
+def test_a_max_length_longer_than_the_model_is_refused(fixture_dir, tmp_path, setting):
+    with pytest.raises(ValueError, match=rf"^{setting}=129 is more than the 128 positions of the model"):
+        run(fixture_dir, tmp_path, f"{setting}=129")
 
 
 def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
