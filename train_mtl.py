@@ -212,6 +212,10 @@ def train(settings, context, device):
         task.load(tokenizer, settings[max_lengths[task.kind]], fractions[task.name], limits[task.name],
                   settings["eval_limit"], settings["test_limit"], settings["seed"])
         say(task.describe())
+        if len(task.data["train"]) < settings["batch_size"]:  # every step draws one batch of each task
+            raise ValueError(f"task {task.name!r} has {len(task.data['train'])} training examples (after "
+                             f"--task_fraction and --train_limit), fewer than one batch of --batch_size="
+                             f"{settings['batch_size']}")
     # Each task draws its batches from its own seed, the same in every phase.
     seeds = {task.name: settings["seed"] + index for index, task in enumerate(tasks)}
 

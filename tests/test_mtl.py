@@ -238,6 +238,11 @@ def test_a_max_length_longer_than_the_model_is_refused(fixture_dir, tmp_path, se
         run(fixture_dir, tmp_path, f"{setting}=129")
 
 
+def test_a_task_with_less_than_one_batch_is_refused_before_training(fixture_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"^task 'arxiv' has 3 training examples .*--train_limit.*--batch_size=4"):
+        run(fixture_dir, tmp_path, "--train_limit=arxiv=3")
+
+
 def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
     results = run(fixture_dir, tmp_path, "--strategy=mmoe", "--experts=3", "--expert_layers=1", "--top_k=2",
                   "--weighting=gradnorm", "--freeze_shared=true", "--balance_weight=0.01")
