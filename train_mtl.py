@@ -277,6 +277,14 @@ def train(settings, context, device):
         clock.mark(phase)
         if settings["resume"] and checkpoint_path.is_file():
             checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE)
+            # The settings match, but a data file may have changed: a head's ids must name the same labels.
+            for task in group:
+                saved = checkpoint.get("head_labels", {}).get(task.name, task.label_map.names)  # (older: unknown)
+                if saved != task.label_map.names:
+                    raise ValueError(f"--resume: task {task.name!r} has other training labels than the checkpoint: "
+                                     f"new {sorted(set(task.label_map.names) - set(saved))}, gone "
+                                     f"{sorted(set(saved) - set(task.label_map.names))}; restore its training file, "
+                                     f"or start afresh with --overwrite=true")
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             weighting.load_state_dict(checkpoint["weighting"])
@@ -299,7 +307,8 @@ def train(settings, context, device):
                 save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
                     "best": best, "settings": settings, "rng": rng_states(), "scaler": precision.state_dict(),
-                    "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
+                    "weighting": weighting.state_dict(), "wall_clock": clock.state_dict(),
+                    "head_labels": {task.name: task.label_map.names for task in group}})
 
         def progress():
             return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])

@@ -184,6 +184,17 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
 
 
+def test_resume_refuses_a_task_whose_labels_changed(tmp_path):
+    """Same number of labels, other names: the head would have resumed silently, its ids meaning other labels."""
+    fixture_dir = write_fixture(tmp_path / "data")
+    run(fixture_dir, tmp_path / "run", "--stop_at_step=2")
+    train = fixture_dir / "classification" / "arxiv10" / "train.jsonl"
+    train.write_text(train.read_text().replace("q-bio.PE", "q-bio.GN"))
+    with pytest.raises(ValueError, match=r"^--resume: task 'arxiv' has other training labels than the checkpoint: "
+                                         r"new \['q-bio.GN'\], gone \['q-bio.PE'\]"):
+        run(fixture_dir, tmp_path / "run", "--resume=true")
+
+
 def test_uncertainty_log_variances_take_their_own_learning_rate(fixture_dir, tmp_path):
     moved = {}
     for name, extra in (("network_rate", []), ("own_rate", ["--uncertainty_lr=0.1"])):
