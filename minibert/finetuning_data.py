@@ -120,7 +120,9 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
         try:
             record = json.loads(line.rstrip("\r\n"))  # the error's column then counts within the line
         except json.JSONDecodeError as error:
-            raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno})") from None
+            json_file = Path(path).suffix.lower() == ".json"  # a pretty-printed array fails at its line 1
+            hint = "; a .json file is read as JSON Lines, one object a line" if json_file else ""
+            raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno}){hint}") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where} expected a JSON object with fields {[*text_fields, label_field]}, "
                              f"got {type(record).__name__} {line.strip()[:40]!r}")
@@ -128,6 +130,21 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
         texts.append(text)
         labels.append(label)
     return texts, labels
+
+
+def delimited_records(reader, path):
+    """The records of a csv reader; a malformed one is reported at the line where it starts (a
+    quoted field may hold line breaks, so the reader's line number is where it gave up)."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            reason = "a quote opened here is never closed" if str(error) == "unexpected end of data" else error
+            raise ValueError(f"{path}:{start}: {reason} (a CSV field that holds a comma, a quote or a line break "
+                             f"is quoted, and its quotes are doubled)") from None
 
 
 def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "):
@@ -138,12 +155,16 @@ def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "
     # csv refuses a field over 131,072 characters by default; a long document reads as it does
     # from JSON Lines. 2**31 - 1: the largest limit every platform's C long takes (sys.maxsize may not).
     csv.field_size_limit(2**31 - 1)
-    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter, quoting=quoting)
-    missing = [k for k in (*text_fields, label_field) if k not in (reader.fieldnames or [])]
+    # strict: a malformed quote is an error, not text glued together (csv's default)
+    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter, quoting=quoting, strict=True)
+    if not reader.fieldnames:
+        raise ValueError(f"{path}: the file is empty or its first line is blank; it needs a header row naming "
+                         f"its columns ({', '.join((*text_fields, label_field))})")
+    missing = [k for k in (*text_fields, label_field) if k not in reader.fieldnames]
     if missing:
-        raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")
+        raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames)}")
     texts, labels = [], []
-    for record in reader:
+    for record in delimited_records(reader, path):
         where = f"{path}:{reader.line_num}:"
         if None in record:  # csv's key for the fields past the header's: the row's columns have shifted
             hint = "quote a text that holds a comma" if delimiter == "," else "a text cannot hold a tab"
@@ -163,7 +184,8 @@ def read_classification(path, text_fields, label_field):
         return read_jsonl(path, text_fields, label_field)
     if suffix in (".csv", ".tsv"):
         return read_delimited(path, text_fields, label_field, delimiter="," if suffix == ".csv" else "\t")
-    raise ValueError(f"{path}: a classification file is .jsonl, .csv or .tsv, got {suffix or 'no extension'!r}")
+    raise ValueError(f"{path}: a classification file is .jsonl (or .json), .csv or .tsv, "
+                     f"got {suffix or 'no extension'!r}")
 
 
 def arxiv10(split, data_dir=None):

@@ -82,7 +82,7 @@ def test_classification_files_by_extension(tmp_path):
     with raises_naming(tmp_path / "b.csv", "no column 'body'", "text, label"):
         read_classification(tmp_path / "b.csv", ("body",), "label")
     (tmp_path / "c.xml").write_text("<a/>")
-    with raises_naming(tmp_path / "c.xml", ".jsonl, .csv or .tsv"):
+    with raises_naming(tmp_path / "c.xml", ".jsonl (or .json), .csv or .tsv"):
         read_classification(tmp_path / "c.xml", ("text",), "label")
 
 
@@ -132,6 +132,24 @@ def test_a_long_document_reads_from_csv_and_tsv(tmp_path, name):
     long = "word " * 40_000  # 200,000 characters: more than csv's default limit of 131,072 a field
     (tmp_path / name).write_text(f"text,label\n{long},pos\n".replace(",", "\t" if name == "x.tsv" else ","))
     assert read_classification(tmp_path / name, ("text",), "label") == ([long.strip()], ["pos"])
+
+
+@pytest.mark.parametrize("name, rows, where, expected", [
+    ("x.csv", "", "x.csv", "the file is empty or its first line is blank; it needs a header row"),
+    ("x.tsv", "\n", "x.tsv", "the file is empty or its first line is blank; it needs a header row"),
+    ("x.csv", 'text,label\nok,pos\n"never closed,neg\nfine,pos\n', "x.csv:3:", "a quote opened here is never closed"),
+    ("x.csv", 'text,label\nok,pos\n"abc"def,neg\n', "x.csv:3:", "',' expected after '\"'"),
+])
+def test_malformed_csv_files_say_what_is_wrong(tmp_path, name, rows, where, expected):
+    (tmp_path / name).write_text(rows)
+    with raises_naming(tmp_path / where, expected):
+        read_classification(tmp_path / name, ("text",), "label")
+
+
+def test_a_json_file_is_read_as_json_lines_and_says_so(tmp_path):
+    (tmp_path / "x.json").write_text('[\n {"text": "a", "label": "pos"}\n]\n')  # a pretty-printed array
+    with raises_naming(f"{tmp_path / 'x.json'}:1:", "not valid JSON", "read as JSON Lines, one object a line"):
+        read_classification(tmp_path / "x.json", ("text",), "label")
 
 
 def test_tsv_quotes_are_text(tmp_path):
