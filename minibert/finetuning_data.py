@@ -98,8 +98,11 @@ def labelled_text(record, text_fields, label_field, separator, where, missing="r
     if absent:
         raise ValueError(f"{where} the {missing} {absent[0]!r}" + (f" (nor {absent[1:]})" if len(absent) > 1 else ""))
     label = record[label_field]
-    if isinstance(label, (list, dict)):
-        raise ValueError(f"{where} field {label_field!r} is a {type(label).__name__}; a label is one string or number")
+    # Not a float or a bool: 2 and 2.0 would be two classes, and true would become 'True'.
+    if label is not None and (not isinstance(label, (str, int)) or isinstance(label, bool)):
+        kind = type(label).__name__
+        shown = f"a {kind}" if isinstance(label, (list, dict)) else f"{label!r} (a {kind})"
+        raise ValueError(f"{where} field {label_field!r} is {shown}; a label is a string or an integer")
     if label is None or not str(label).strip():
         raise ValueError(f"{where} field {label_field!r} is {'null' if label is None else 'empty'}; "
                          f"every text needs a label")

@@ -120,6 +120,14 @@ def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, name, rows,
         read_classification(tmp_path / name, ("title", "body"), "stars")
 
 
+@pytest.mark.parametrize("value, expected", [("2.0", "is 2.0 (a float)"), ("true", "is True (a bool)")])
+def test_a_label_is_a_string_or_an_integer(tmp_path, value, expected):
+    """2 and 2.0 would be two classes, and true would become 'True'."""
+    (tmp_path / "x.jsonl").write_text(f'{{"text": "a", "stars": 2}}\n{{"text": "b", "stars": {value}}}\n')
+    with raises_naming(f"{tmp_path / 'x.jsonl'}:2:", f"field 'stars' {expected}", "a string or an integer"):
+        read_classification(tmp_path / "x.jsonl", ("text",), "stars")
+
+
 def test_labels_are_stripped_like_texts(tmp_path):
     (tmp_path / "x.csv").write_text("text,label\na,pos \nb, pos\nc,neg\n")
     (tmp_path / "x.jsonl").write_text('{"text": "a", "label": " pos "}\n')
