@@ -213,6 +213,10 @@ class Classification(Task):
 
     def __init__(self, name, train, dev, test, text_fields=("text",), label_field="label"):
         super().__init__(name, train, dev, test)
+        if not text_fields:
+            raise ValueError("field 'text_fields' names no field; a text needs at least one")
+        if label_field in text_fields:  # the model would read the answer
+            raise ValueError(f"field 'text_fields' holds {label_field!r}, which is the label_field")
         self.text_fields, self.label_field = tuple(text_fields), label_field
 
     def read_file(self, path):
@@ -251,6 +255,8 @@ class Tagging(Task):
         super().__init__(name, train, dev, test)
         if scheme not in ("iob1", "bio"):
             raise ValueError(f"field 'scheme' must be 'iob1' or 'bio', got {scheme!r}")
+        if token_column == tag_column:
+            raise ValueError(f"token_column and tag_column are both {tag_column}; the tag would be the word itself")
         self.token_column, self.tag_column, self.scheme = token_column, tag_column, scheme
 
     def read_file(self, path):

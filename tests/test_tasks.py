@@ -207,6 +207,10 @@ def test_task_file_paths_are_relative_to_it(tmp_path):
     (lambda t: t[0].update(dev="cls/none.csv"), "task 1 ('topic'): field 'dev': no file"),
     (lambda t: t[1].update(tag_column="last"), "task 2 ('places'): field 'tag_column' must be an integer"),
     (lambda t: t.clear(), "expected a list of tasks"),
+    (lambda t: t[0].update(text_fields=[]), "task 1 ('topic'): field 'text_fields' names no field"),
+    (lambda t: t[0].update(text_fields=["text", "label"]),
+     "task 1 ('topic'): field 'text_fields' holds 'label', which is the label_field"),
+    (lambda t: t[1].update(tag_column=0), "task 2 ('places'): token_column and tag_column are both 0"),
 ])
 def test_bad_task_file_gets_one_line(tmp_path, change, expected):
     tasks = good_tasks(tmp_path)
