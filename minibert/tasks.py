@@ -48,7 +48,7 @@ class ClassificationData:
                                    return_tensors=None)["input_ids"]
         self.gold = [label for _, label in examples]
         self.labels = [label_map.encode(label, unseen=-100) for label in self.gold]  # -100: not in the loss
-        self.truncated = sum(len(ids) == max_length for ids in self.input_ids)
+        self.truncated, self.max_length = sum(len(ids) == max_length for ids in self.input_ids), max_length
         self.pad_id = tokenizer.pad_token_id
 
     def __len__(self):
@@ -221,6 +221,12 @@ class Classification(Task):
 
     def read_file(self, path):
         return list(zip(*read_classification(path, self.text_fields, self.label_field)))  # [(text, label)]
+
+    def describe(self):
+        """The task's lines, and how many texts were cut: their ends are never read."""
+        cut = [f"{split} {data.truncated} of {len(data)}" for split, data in self.data.items() if data.truncated]
+        return super().describe() + (f"\n{self.name}: texts cut at {self.data['train'].max_length} tokens: "
+                                     f"{', '.join(cut)}" if cut else "")
 
     def labels(self, examples):
         return [label for _, label in examples]

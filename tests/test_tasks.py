@@ -247,6 +247,12 @@ def test_empty_split_or_a_single_label_is_an_error(tmp_path):
         topic.load(WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
 
 
+def test_a_loaded_task_says_how_many_texts_were_cut(tmp_path):
+    topic, _ = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
+    topic.load(WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]), max_length=3)  # 4 pieces each
+    assert "topic: texts cut at 3 tokens: train 2 of 2, dev 2 of 2, test 2 of 2" in topic.describe()
+
+
 # --------------------------------------------------------------- per-task settings
 
 
