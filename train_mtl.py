@@ -18,6 +18,7 @@ import csv
 import json
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from minibert import distributed
+from minibert.config import BertConfig
 from minibert.mixture import gate_usage
 from minibert.overrides import run_from_command_line
 from minibert.plots import plot_heatmap, plot_training_log
@@ -65,12 +67,19 @@ CHOICES = {"strategy": tuple(STRATEGIES), "weighting": WEIGHTINGS}  # checked be
 
 def chosen_strategy(settings):
     """--strategy as its choices; MMoE takes its weighting from --weighting."""
-    if STRATEGIES[settings["strategy"]].mixture:
-        return replace(STRATEGIES[settings["strategy"]], weighting=settings["weighting"])
-    if settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
+    strategy = STRATEGIES[settings["strategy"]]
+    if strategy.mixture:
+        strategy = replace(strategy, weighting=settings["weighting"])
+    elif settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
-    return STRATEGIES[settings["strategy"]]
+    # Static weights mix the losses of one shared model. GradNorm and uncertainty set their own;
+    # a head that trains alone (frozen, separate) has one loss, whose scale Adam undoes.
+    if settings["weights"] and (strategy.weighting != "static" or strategy.heads_only or strategy.model_per_task):
+        raise ValueError(f"--weights mix the task losses of one shared model: --strategy=joint, gradual or mmoe "
+                         f"(with --weighting=static) use them, --strategy={settings['strategy']}"
+                         + (f" --weighting={settings['weighting']}" if strategy.mixture else "") + " does not")
+    return strategy
 
 
 DEFAULTS = dict(
@@ -191,12 +200,22 @@ def train(settings, context, device):
     fractions = parse_per_task("--task_fraction", settings["task_fraction"], names, float, 1.0, lambda f: 0 < f <= 1,
                                "a fraction in (0, 1]")
     limits = parse_per_task("--train_limit", settings["train_limit"], names, int, 0, lambda n: n >= 0, "a count >= 0")
+    # Checked before any data is read: the first forward pass would fail on a longer sequence.
+    max_lengths = {"classification": "cls_max_length", "tagging": "ner_max_length"}
+    positions = BertConfig.from_json(Path(settings["init"]) / "config.json").max_position_embeddings
+    for kind, setting in max_lengths.items():
+        if settings[setting] > positions and any(task.kind == kind for task in tasks):
+            raise ValueError(f"--{setting}={settings[setting]} is more than the {positions} positions of the model "
+                             f"(max_position_embeddings of --init={settings['init']})")
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     for task in tasks:
-        max_length = settings["cls_max_length"] if task.kind == "classification" else settings["ner_max_length"]
-        task.load(tokenizer, max_length, fractions[task.name], limits[task.name], settings["eval_limit"],
-                  settings["test_limit"], settings["seed"])
+        task.load(tokenizer, settings[max_lengths[task.kind]], fractions[task.name], limits[task.name],
+                  settings["eval_limit"], settings["test_limit"], settings["seed"])
         say(task.describe())
+        if len(task.data["train"]) < settings["batch_size"]:  # every step draws one batch of each task
+            raise ValueError(f"task {task.name!r} has {len(task.data['train'])} training examples (after "
+                             f"--task_fraction and --train_limit), fewer than one batch of --batch_size="
+                             f"{settings['batch_size']}")
     # Each task draws its batches from its own seed, the same in every phase.
     seeds = {task.name: settings["seed"] + index for index, task in enumerate(tasks)}
 
@@ -258,6 +277,14 @@ def train(settings, context, device):
         clock.mark(phase)
         if settings["resume"] and checkpoint_path.is_file():
             checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE)
+            # The settings match, but a data file may have changed: a head's ids must name the same labels.
+            for task in group:
+                saved = checkpoint.get("head_labels", {}).get(task.name, task.label_map.names)  # (older: unknown)
+                if saved != task.label_map.names:
+                    raise ValueError(f"--resume: task {task.name!r} has other training labels than the checkpoint: "
+                                     f"new {sorted(set(task.label_map.names) - set(saved))}, gone "
+                                     f"{sorted(set(saved) - set(task.label_map.names))}; restore its training file, "
+                                     f"or start afresh with --overwrite=true")
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             weighting.load_state_dict(checkpoint["weighting"])
@@ -280,7 +307,8 @@ def train(settings, context, device):
                 save_checkpoint(checkpoint_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
                     "best": best, "settings": settings, "rng": rng_states(), "scaler": precision.state_dict(),
-                    "weighting": weighting.state_dict(), "wall_clock": clock.state_dict()})
+                    "weighting": weighting.state_dict(), "wall_clock": clock.state_dict(),
+                    "head_labels": {task.name: task.label_map.names for task in group}})
 
         def progress():
             return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])

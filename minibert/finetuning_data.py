@@ -89,14 +89,28 @@ def read_conll(path, token_column=0, tag_column=-1, scheme="iob1"):
 
 
 def labelled_text(record, text_fields, label_field, separator, where, missing="record has no field"):
-    """One record (a dict) -> (text, label): the text fields joined, the label as a string."""
-    absent = [k for k in (*text_fields, label_field) if record.get(k) is None]
+    """One record (a dict) -> (text, label): the text fields joined, the label as a string;
+    both stripped of surrounding spaces.
+    An empty or null text field is left out (a paper without a title still has its abstract),
+    but a record with no text at all, or with no label, is an error: an empty label would
+    become a class of its own."""
+    absent = [k for k in (*text_fields, label_field) if k not in record]
     if absent:
         raise ValueError(f"{where} the {missing} {absent[0]!r}" + (f" (nor {absent[1:]})" if len(absent) > 1 else ""))
     label = record[label_field]
-    if isinstance(label, (list, dict)):
-        raise ValueError(f"{where} field {label_field!r} is a {type(label).__name__}; a label is one string or number")
-    return separator.join(str(record[k]).strip() for k in text_fields), str(label)
+    # Not a float or a bool: 2 and 2.0 would be two classes, and true would become 'True'.
+    if label is not None and (not isinstance(label, (str, int)) or isinstance(label, bool)):
+        kind = type(label).__name__
+        shown = f"a {kind}" if isinstance(label, (list, dict)) else f"{label!r} (a {kind})"
+        raise ValueError(f"{where} field {label_field!r} is {shown}; a label is a string or an integer")
+    if label is None or not str(label).strip():
+        raise ValueError(f"{where} field {label_field!r} is {'null' if label is None else 'empty'}; "
+                         f"every text needs a label")
+    texts = [str(record[k]).strip() for k in text_fields if record[k] is not None]
+    if not any(texts):
+        raise ValueError(f"{where} no text: {', '.join(map(repr, text_fields))} "
+                         f"{'are' if len(text_fields) > 1 else 'is'} empty or null")
+    return separator.join(text for text in texts if text), str(label).strip()  # "pos " is "pos"
 
 
 def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", separator=". "):
@@ -109,7 +123,9 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
         try:
             record = json.loads(line.rstrip("\r\n"))  # the error's column then counts within the line
         except json.JSONDecodeError as error:
-            raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno})") from None
+            json_file = Path(path).suffix.lower() == ".json"  # a pretty-printed array fails at its line 1
+            hint = "; a .json file is read as JSON Lines, one object a line" if json_file else ""
+            raise ValueError(f"{where} not valid JSON ({error.msg} at column {error.colno}){hint}") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where} expected a JSON object with fields {[*text_fields, label_field]}, "
                              f"got {type(record).__name__} {line.strip()[:40]!r}")
@@ -119,16 +135,46 @@ def read_jsonl(path, text_fields=("title", "abstract"), label_field="label", sep
     return texts, labels
 
 
+def delimited_records(reader, path):
+    """The records of a csv reader; a malformed one is reported at the line where it starts (a
+    quoted field may hold line breaks, so the reader's line number is where it gave up)."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            reason = "a quote opened here is never closed" if str(error) == "unexpected end of data" else error
+            raise ValueError(f"{path}:{start}: {reason} (a CSV field that holds a comma, a quote or a line break "
+                             f"is quoted, and its quotes are doubled)") from None
+
+
 def read_delimited(path, text_fields, label_field, delimiter=",", separator=". "):
-    """A CSV or TSV file with a header row -> (texts, labels); columns are found by name."""
-    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter)
-    missing = [k for k in (*text_fields, label_field) if k not in (reader.fieldnames or [])]
+    """A CSV or TSV file with a header row -> (texts, labels); columns are found by name.
+    CSV quotes a field that holds a comma; TSV has no quoting (a text cannot hold a tab), so its
+    quotes are text: read with CSV's rules, a text that starts with `"` would swallow the lines after it."""
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    # csv refuses a field over 131,072 characters by default; a long document reads as it does
+    # from JSON Lines. 2**31 - 1: the largest limit every platform's C long takes (sys.maxsize may not).
+    csv.field_size_limit(2**31 - 1)
+    # strict: a malformed quote is an error, not text glued together (csv's default)
+    reader = csv.DictReader((line for _, line in text_lines(path)), delimiter=delimiter, quoting=quoting, strict=True)
+    if not reader.fieldnames:
+        raise ValueError(f"{path}: the file is empty or its first line is blank; it needs a header row naming "
+                         f"its columns ({', '.join((*text_fields, label_field))})")
+    missing = [k for k in (*text_fields, label_field) if k not in reader.fieldnames]
     if missing:
-        raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames or [])}")
+        raise ValueError(f"{path}:1: no column {missing[0]!r}; the header has {', '.join(reader.fieldnames)}")
     texts, labels = [], []
-    for record in reader:
-        text, label = labelled_text(record, text_fields, label_field, separator, f"{path}:{reader.line_num}:",
-                                     missing="row has no value for")
+    for record in delimited_records(reader, path):
+        where = f"{path}:{reader.line_num}:"
+        if None in record:  # csv's key for the fields past the header's: the row's columns have shifted
+            hint = "quote a text that holds a comma" if delimiter == "," else "a text cannot hold a tab"
+            raise ValueError(f"{where} {len(reader.fieldnames) + len(record[None])} fields, the header has "
+                             f"{len(reader.fieldnames)}; {hint}")
+        record = {k: v for k, v in record.items() if v is not None}  # None: a short row has no such cell
+        text, label = labelled_text(record, text_fields, label_field, separator, where, missing="row has no value for")
         texts.append(text)
         labels.append(label)
     return texts, labels
@@ -141,7 +187,8 @@ def read_classification(path, text_fields, label_field):
         return read_jsonl(path, text_fields, label_field)
     if suffix in (".csv", ".tsv"):
         return read_delimited(path, text_fields, label_field, delimiter="," if suffix == ".csv" else "\t")
-    raise ValueError(f"{path}: a classification file is .jsonl, .csv or .tsv, got {suffix or 'no extension'!r}")
+    raise ValueError(f"{path}: a classification file is .jsonl (or .json), .csv or .tsv, "
+                     f"got {suffix or 'no extension'!r}")
 
 
 def arxiv10(split, data_dir=None):

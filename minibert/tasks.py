@@ -21,6 +21,7 @@ A dev or test label that training never had cannot be predicted: it is counted i
 """
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class ClassificationData:
                                    return_tensors=None)["input_ids"]
         self.gold = [label for _, label in examples]
         self.labels = [label_map.encode(label, unseen=-100) for label in self.gold]  # -100: not in the loss
-        self.truncated = sum(len(ids) == max_length for ids in self.input_ids)
+        self.truncated, self.max_length = sum(len(ids) == max_length for ids in self.input_ids), max_length
         self.pad_id = tokenizer.pad_token_id
 
     def __len__(self):
@@ -212,10 +213,20 @@ class Classification(Task):
 
     def __init__(self, name, train, dev, test, text_fields=("text",), label_field="label"):
         super().__init__(name, train, dev, test)
+        if not text_fields:
+            raise ValueError("field 'text_fields' names no field; a text needs at least one")
+        if label_field in text_fields:  # the model would read the answer
+            raise ValueError(f"field 'text_fields' holds {label_field!r}, which is the label_field")
         self.text_fields, self.label_field = tuple(text_fields), label_field
 
     def read_file(self, path):
         return list(zip(*read_classification(path, self.text_fields, self.label_field)))  # [(text, label)]
+
+    def describe(self):
+        """The task's lines, and how many texts were cut: their ends are never read."""
+        cut = [f"{split} {data.truncated} of {len(data)}" for split, data in self.data.items() if data.truncated]
+        return super().describe() + (f"\n{self.name}: texts cut at {self.data['train'].max_length} tokens: "
+                                     f"{', '.join(cut)}" if cut else "")
 
     def labels(self, examples):
         return [label for _, label in examples]
@@ -250,6 +261,8 @@ class Tagging(Task):
         super().__init__(name, train, dev, test)
         if scheme not in ("iob1", "bio"):
             raise ValueError(f"field 'scheme' must be 'iob1' or 'bio', got {scheme!r}")
+        if token_column == tag_column:
+            raise ValueError(f"token_column and tag_column are both {tag_column}; the tag would be the word itself")
         self.token_column, self.tag_column, self.scheme = token_column, tag_column, scheme
 
     def read_file(self, path):
@@ -293,8 +306,12 @@ def read_task_file(path):
     """A JSON list of tasks (see the top of this file) -> [Task]; every mistake is one line
     naming the file, the task and the field."""
     path = Path(path)
+    if not path.is_file():
+        error = IsADirectoryError if path.is_dir() else FileNotFoundError
+        raise error(f"--tasks={path}: {'a directory' if path.is_dir() else 'no such file'}; "
+                    f"--tasks names a JSON file, a list of tasks")
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a leading BOM, as the data files
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
@@ -319,6 +336,9 @@ def read_task_file(path):
             raise ValueError(f"{where} unknown field {unknown[0]!r}; a {kind.kind} task has {', '.join(fields)}")
         if not entry["name"].isidentifier():
             raise ValueError(f"{where} the name must be a Python identifier (letters, digits, _): it names a head")
+        if hasattr(torch.nn.ModuleDict(), entry["name"]):  # else ModuleDict refuses it, after all the reading
+            raise ValueError(f"{where} the name {entry['name']!r} is taken by torch (an attribute of the ModuleDict "
+                             f"that holds the heads); choose another")
         if any(task.name == entry["name"] for task in tasks):
             raise ValueError(f"{where} the name is already taken by another task")
         files = {split: path.parent / entry[split] for split in SPLITS}  # relative to the task file
@@ -339,9 +359,13 @@ def parse_per_task(setting, text, names, convert, default, valid=lambda value: T
     >>> parse_per_task("--weights", "scierc=10", ["arxiv", "scierc"], float, 1.0)
     {'arxiv': 1.0, 'scierc': 10.0}
     """
-    values = dict.fromkeys(names, default)
+    values, named = dict.fromkeys(names, default), set()
     items = [item for item in text.split(",") if item]
-    if items and not any("=" in item for item in items):  # by position
+    bare = [item for item in items if "=" not in item]
+    without_value = [item for item in bare if item in names or len(bare) < len(items)]  # a task, but no "=value"
+    if without_value:
+        raise ValueError(f"{setting}={text}: {without_value[0]!r} has no value; write {without_value[0]}=VALUE")
+    if bare:  # by position
         items = items * len(names) if len(items) == 1 else items
         if len(items) != len(names):
             raise ValueError(f"{setting}={text}: {len(items)} values for {len(names)} tasks ({', '.join(names)}); "
@@ -351,10 +375,14 @@ def parse_per_task(setting, text, names, convert, default, valid=lambda value: T
         name, _, value = item.partition("=")
         if name not in values:
             raise ValueError(f"{setting}: unknown task {name!r} in {item!r}; the tasks are {', '.join(names)}")
+        if name in named:
+            raise ValueError(f"{setting}: task {name!r} is named twice in {text!r}")
+        named.add(name)
         try:
             values[name] = convert(value)
         except ValueError:
             values[name] = None
-        if values[name] is None or not valid(values[name]):
+        # inf and 1e400 convert, and would turn the loss into NaN (a weight) or nonsense (a fraction)
+        if values[name] is None or not math.isfinite(values[name]) or not valid(values[name]):
             raise ValueError(f"{setting}: {name} takes {expected}, got {value!r}")
     return values

@@ -55,7 +55,7 @@ def write_fixture(root, seed=0):
                    | {w for ws in ENTITY_WORDS.values() for w in ws} | {"."})
     tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=64)
+                        intermediate_size=37, max_position_embeddings=128)  # train_mtl's default lengths
     torch.manual_seed(0)
     TransformerWithHeads(config).save_pretrained(root / "init")
     tokenizer.save_pretrained(root / "init")
@@ -135,8 +135,9 @@ def write_three_tasks(fixture_dir, folder):
 @pytest.mark.parametrize("strategy", train_mtl.STRATEGIES)
 def test_every_strategy_runs_three_tasks_end_to_end(fixture_dir, tmp_path, strategy):
     task_file = write_three_tasks(fixture_dir, tmp_path / "own")
+    weighted = strategy in ("joint", "gradual", "mmoe")  # --weights is refused where it does nothing
     results = run(fixture_dir, tmp_path / strategy, f"--strategy={strategy}", f"--tasks={task_file}",
-                  "--task_fraction=entities=0.5", "--weights=entity_kind=2")
+                  "--task_fraction=entities=0.5", *(["--weights=entity_kind=2"] if weighted else []))
     saved = json.loads((tmp_path / strategy / "results.json").read_text())
     assert list(saved["test"]) == ["arxiv", "entity_kind", "entities"]
     for task in ("arxiv", "entity_kind"):
@@ -150,8 +151,10 @@ def test_every_strategy_runs_three_tasks_end_to_end(fixture_dir, tmp_path, strat
     log = (tmp_path / strategy / f"{phases[-1]}_log.csv").read_text().splitlines()
     assert len(log) == 5  # header + 4 steps
     weights = saved["phases"][phases[0]]["final_task_weights"]
-    if strategy in ("frozen", "joint", "gradual", "mmoe"):
+    if weighted:
         assert weights == [1.0, 2.0, 1.0]
+    if strategy == "frozen":
+        assert weights == [1.0, 1.0, 1.0]
     if strategy in ("gradnorm", "uncertainty"):
         assert len(weights) == 3 and weights != [1.0, 1.0, 1.0]
     if strategy == "gradnorm":
@@ -179,6 +182,17 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     for name in a["model"]:
         assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
     assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
+
+
+def test_resume_refuses_a_task_whose_labels_changed(tmp_path):
+    """Same number of labels, other names: the head would have resumed silently, its ids meaning other labels."""
+    fixture_dir = write_fixture(tmp_path / "data")
+    run(fixture_dir, tmp_path / "run", "--stop_at_step=2")
+    train = fixture_dir / "classification" / "arxiv10" / "train.jsonl"
+    train.write_text(train.read_text().replace("q-bio.PE", "q-bio.GN"))
+    with pytest.raises(ValueError, match=r"^--resume: task 'arxiv' has other training labels than the checkpoint: "
+                                         r"new \['q-bio.GN'\], gone \['q-bio.PE'\]"):
+        run(fixture_dir, tmp_path / "run", "--resume=true")
 
 
 def test_uncertainty_log_variances_take_their_own_learning_rate(fixture_dir, tmp_path):
@@ -220,6 +234,26 @@ def test_bad_settings(fixture_dir, tmp_path):
         run(fixture_dir, tmp_path, "--strategy=uncertainty", "--uncertainty_lr=-0.1")
 
 
+@pytest.mark.parametrize("strategy", ["frozen", "gradnorm", "uncertainty", "separate", "mmoe"])
+def test_weights_only_with_a_strategy_that_uses_them(fixture_dir, tmp_path, strategy):
+    """Static weights mix the losses of a shared model; elsewhere they were silently ignored
+    (gradnorm, uncertainty) or only scaled one loss that Adam normalises anyway (frozen, separate)."""
+    extra = ["--weighting=gradnorm"] if strategy == "mmoe" else []
+    with pytest.raises(ValueError, match=r"^--weights .*--strategy=joint, gradual or mmoe"):
+        run(fixture_dir, tmp_path, f"--strategy={strategy}", "--weights=1,2", *extra)
+
+
+@pytest.mark.parametrize("setting", ["--cls_max_length", "--ner_max_length"])
+def test_a_max_length_longer_than_the_model_is_refused(fixture_dir, tmp_path, setting):
+    with pytest.raises(ValueError, match=rf"^{setting}=129 is more than the 128 positions of the model"):
+        run(fixture_dir, tmp_path, f"{setting}=129")
+
+
+def test_a_task_with_less_than_one_batch_is_refused_before_training(fixture_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"^task 'arxiv' has 3 training examples .*--train_limit.*--batch_size=4"):
+        run(fixture_dir, tmp_path, "--train_limit=arxiv=3")
+
+
 def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_dir, tmp_path):
     results = run(fixture_dir, tmp_path, "--strategy=mmoe", "--experts=3", "--expert_layers=1", "--top_k=2",
                   "--weighting=gradnorm", "--freeze_shared=true", "--balance_weight=0.01")
@@ -240,7 +274,7 @@ def test_mmoe_composes_with_gradnorm_frozen_shared_layers_and_routing(fixture_di
 @pytest.mark.parametrize("strategy", ["frozen", "joint", "gradnorm"])
 def test_plain_loops_end_with_the_weights_of_train_mtl(fixture_dir, tmp_path, strategy):
     """minibert/loops.py is train_mtl.py without the plumbing: same seed, data and steps, same weights."""
-    weights = {"frozen": "1,1", "joint": "arxiv=1,scierc=3", "gradnorm": "1,1"}[strategy]
+    weights = {"frozen": "", "joint": "arxiv=1,scierc=3", "gradnorm": ""}[strategy]
     run(fixture_dir, tmp_path, f"--strategy={strategy}", f"--weights={weights}")
     tokenizer = WordPieceTokenizer.from_pretrained(fixture_dir / "init")
     tasks = [task.load(tokenizer, seed=1337) for task in builtin_tasks(fixture_dir)]

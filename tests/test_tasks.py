@@ -82,8 +82,91 @@ def test_classification_files_by_extension(tmp_path):
     with raises_naming(tmp_path / "b.csv", "no column 'body'", "text, label"):
         read_classification(tmp_path / "b.csv", ("body",), "label")
     (tmp_path / "c.xml").write_text("<a/>")
-    with raises_naming(tmp_path / "c.xml", ".jsonl, .csv or .tsv"):
+    with raises_naming(tmp_path / "c.xml", ".jsonl (or .json), .csv or .tsv"):
         read_classification(tmp_path / "c.xml", ("text",), "label")
+
+
+@pytest.mark.parametrize("name, rows, expected", [
+    ("x.csv", "title,body,stars\na,b,pos\nc,d,\n", "field 'stars' is empty"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": "c", "body": "d", "stars": ""}\n',
+     "field 'stars' is empty"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": "c", "body": "d", "stars": null}\n',
+     "field 'stars' is null"),
+    ("x.jsonl", '{"title": "a", "body": "b", "stars": "pos"}\n{"title": " ", "body": null, "stars": "neg"}\n',
+     "no text: 'title', 'body' are empty or null"),
+    ("x.tsv", "title\tbody\tstars\na\tb\tpos\n\t\tneg\n", "no text"),
+])
+def test_an_empty_label_or_no_text_at_all_names_the_line(tmp_path, name, rows, expected):
+    (tmp_path / name).write_text(rows)
+    with raises_naming(f"{tmp_path / name}:3:" if name != "x.jsonl" else f"{tmp_path / name}:2:", expected):
+        read_classification(tmp_path / name, ("title", "body"), "stars")
+
+
+def test_an_empty_or_null_text_field_is_left_out_of_the_text(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"title": "T", "body": null, "stars": "pos"}\n')
+    (tmp_path / "x.csv").write_text("title,body,stars\n,B,neg\n")
+    assert read_classification(tmp_path / "x.jsonl", ("title", "body"), "stars") == (["T"], ["pos"])
+    assert read_classification(tmp_path / "x.csv", ("title", "body"), "stars") == (["B"], ["neg"])
+
+
+@pytest.mark.parametrize("name, rows, expected", [
+    ("x.csv", "title,body,stars\ngreat,loved it,pos\nok,fine, really,neg\n", "quote a text that holds a comma"),
+    ("x.tsv", "title\tbody\tstars\ngreat\tloved it\tpos\nok\tfine\treally\tneg\n", "a text cannot hold a tab"),
+])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path, name, rows, expected):
+    """Else csv files the extra fields under None and the row's real label is lost."""
+    (tmp_path / name).write_text(rows)
+    with raises_naming(f"{tmp_path / name}:3:", "4 fields, the header has 3", expected):
+        read_classification(tmp_path / name, ("title", "body"), "stars")
+
+
+@pytest.mark.parametrize("value, expected", [("2.0", "is 2.0 (a float)"), ("true", "is True (a bool)")])
+def test_a_label_is_a_string_or_an_integer(tmp_path, value, expected):
+    """2 and 2.0 would be two classes, and true would become 'True'."""
+    (tmp_path / "x.jsonl").write_text(f'{{"text": "a", "stars": 2}}\n{{"text": "b", "stars": {value}}}\n')
+    with raises_naming(f"{tmp_path / 'x.jsonl'}:2:", f"field 'stars' {expected}", "a string or an integer"):
+        read_classification(tmp_path / "x.jsonl", ("text",), "stars")
+
+
+def test_labels_are_stripped_like_texts(tmp_path):
+    (tmp_path / "x.csv").write_text("text,label\na,pos \nb, pos\nc,neg\n")
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": " pos "}\n')
+    assert read_classification(tmp_path / "x.csv", ("text",), "label")[1] == ["pos", "pos", "neg"]
+    assert read_classification(tmp_path / "x.jsonl", ("text",), "label")[1] == ["pos"]
+
+
+@pytest.mark.parametrize("name", ["x.csv", "x.tsv"])
+def test_a_long_document_reads_from_csv_and_tsv(tmp_path, name):
+    long = "word " * 40_000  # 200,000 characters: more than csv's default limit of 131,072 a field
+    (tmp_path / name).write_text(f"text,label\n{long},pos\n".replace(",", "\t" if name == "x.tsv" else ","))
+    assert read_classification(tmp_path / name, ("text",), "label") == ([long.strip()], ["pos"])
+
+
+@pytest.mark.parametrize("name, rows, where, expected", [
+    ("x.csv", "", "x.csv", "the file is empty or its first line is blank; it needs a header row"),
+    ("x.tsv", "\n", "x.tsv", "the file is empty or its first line is blank; it needs a header row"),
+    ("x.csv", 'text,label\nok,pos\n"never closed,neg\nfine,pos\n', "x.csv:3:", "a quote opened here is never closed"),
+    ("x.csv", 'text,label\nok,pos\n"abc"def,neg\n', "x.csv:3:", "',' expected after '\"'"),
+])
+def test_malformed_csv_files_say_what_is_wrong(tmp_path, name, rows, where, expected):
+    (tmp_path / name).write_text(rows)
+    with raises_naming(tmp_path / where, expected):
+        read_classification(tmp_path / name, ("text",), "label")
+
+
+def test_a_json_file_is_read_as_json_lines_and_says_so(tmp_path):
+    (tmp_path / "x.json").write_text('[\n {"text": "a", "label": "pos"}\n]\n')  # a pretty-printed array
+    with raises_naming(f"{tmp_path / 'x.json'}:1:", "not valid JSON", "read as JSON Lines, one object a line"):
+        read_classification(tmp_path / "x.json", ("text",), "label")
+
+
+def test_tsv_quotes_are_text(tmp_path):
+    """A tab-separated file has no quoting: a text that starts with a quote must not swallow
+    the lines after it (CSV's rules read these five rows as two)."""
+    path = tmp_path / "x.tsv"
+    path.write_text('text\tlabel\n"Great" movie\tpos\n"Hmm, not sure\tneg\nok film\tpos\nanother 2" screen\tneg\n')
+    assert read_classification(path, ("text",), "label") == (
+        ['"Great" movie', '"Hmm, not sure', "ok film", 'another 2" screen'], ["pos", "neg", "pos", "neg"])
 
 
 # ------------------------------------------------------------------------ task file
@@ -119,9 +202,15 @@ def test_task_file_paths_are_relative_to_it(tmp_path):
     (lambda t: t[0].update(label_feild="label"), "task 1 ('topic'): unknown field 'label_feild'"),
     (lambda t: t[1].update(name="topic"), "task 2 ('topic'): the name is already taken"),
     (lambda t: t[1].update(name="my places"), "task 2 ('my places'): the name must be a Python identifier"),
+    *[(lambda t, name=name: t[0].update(name=name), f"task 1 ({name!r}): the name {name!r} is taken by torch")
+      for name in ("type", "train", "forward", "training", "keys", "_modules")],  # ModuleDict's: it holds the heads
     (lambda t: t[0].update(dev="cls/none.csv"), "task 1 ('topic'): field 'dev': no file"),
     (lambda t: t[1].update(tag_column="last"), "task 2 ('places'): field 'tag_column' must be an integer"),
     (lambda t: t.clear(), "expected a list of tasks"),
+    (lambda t: t[0].update(text_fields=[]), "task 1 ('topic'): field 'text_fields' names no field"),
+    (lambda t: t[0].update(text_fields=["text", "label"]),
+     "task 1 ('topic'): field 'text_fields' holds 'label', which is the label_field"),
+    (lambda t: t[1].update(tag_column=0), "task 2 ('places'): token_column and tag_column are both 0"),
 ])
 def test_bad_task_file_gets_one_line(tmp_path, change, expected):
     tasks = good_tasks(tmp_path)
@@ -138,6 +227,16 @@ def test_task_file_that_is_not_json(tmp_path):
         read_task_file(path)
 
 
+def test_task_file_with_a_bom_reads_and_a_missing_one_names_the_setting(tmp_path):
+    path = write_tasks(tmp_path, good_tasks(tmp_path))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Notepad saves UTF-8
+    assert [t.name for t in read_task_file(path)] == ["topic", "places"]
+    with pytest.raises(FileNotFoundError, match=f"^--tasks={re.escape(str(tmp_path / 'none.json'))}: no such file"):
+        read_task_file(tmp_path / "none.json")
+    with pytest.raises(IsADirectoryError, match=f"^--tasks={re.escape(str(tmp_path))}: a directory"):
+        read_task_file(tmp_path)
+
+
 def test_empty_split_or_a_single_label_is_an_error(tmp_path):
     topic, places = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
     (tmp_path / "dev.conll").write_text("\n\n")
@@ -146,6 +245,12 @@ def test_empty_split_or_a_single_label_is_an_error(tmp_path):
     (tmp_path / "cls" / "train.csv").write_text("text,label\nan apple,fruit\na pear,fruit\n")
     with raises_naming(tmp_path / "cls" / "train.csv", "the only label is 'fruit'", "at least two"):
         topic.load(WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+
+
+def test_a_loaded_task_says_how_many_texts_were_cut(tmp_path):
+    topic, _ = read_task_file(write_tasks(tmp_path, good_tasks(tmp_path)))
+    topic.load(WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]), max_length=3)  # 4 pieces each
+    assert "topic: texts cut at 3 tokens: train 2 of 2, dev 2 of 2, test 2 of 2" in topic.describe()
 
 
 # --------------------------------------------------------------- per-task settings
@@ -163,6 +268,18 @@ def test_per_task_settings_name_tasks():
         parse_per_task("--weights", "1,2,3", names, float, 1.0)
     with pytest.raises(ValueError, match=r"--task_fraction.*'ner'.*arxiv, scierc"):
         parse_per_task("--task_fraction", "ner=0.1", names, float, 1.0)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("scierc=inf", "--weights: scierc takes a number >= 0, got 'inf'"),  # training went NaN, silently
+    ("1e400", "--weights: arxiv takes a number >= 0, got '1e400'"),
+    ("arxiv=1,arxiv=2", "--weights: task 'arxiv' is named twice"),
+    ("scierc", "--weights=scierc: 'scierc' has no value; write scierc=VALUE"),
+    ("arxiv=1,scierc", "--weights=arxiv=1,scierc: 'scierc' has no value; write scierc=VALUE"),
+])
+def test_bad_per_task_values(text, expected):
+    with pytest.raises(ValueError, match="^" + re.escape(expected)):
+        parse_per_task("--weights", text, ["arxiv", "scierc"], float, 1.0, lambda w: w >= 0, "a number >= 0")
 
 
 def test_dev_and_test_labels_unseen_in_training_are_counted_and_scored_as_errors(tmp_path):
