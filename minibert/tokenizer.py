@@ -191,7 +191,10 @@ class WordPieceTokenizer:
                 raise ValueError(f"{config_path}: tokenize_chinese_chars=false is not supported")
             if config.get("strip_accents") not in (None, config.get("do_lower_case", True)):
                 raise ValueError(f"{config_path}: strip_accents must follow do_lower_case (null), as in BERT")
-            settings["do_lower_case"] = bool(config.get("do_lower_case", True))
+            settings["do_lower_case"] = config.get("do_lower_case", True)
+            if not isinstance(settings["do_lower_case"], bool):
+                raise ValueError(f"{config_path}: do_lower_case must be true or false, got "
+                                 f"{settings['do_lower_case']!r}")
             if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**9:
                 settings["model_max_length"] = config["model_max_length"]
         return cls(vocab, **settings)

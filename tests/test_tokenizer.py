@@ -516,6 +516,9 @@ def test_non_utf8_vocabulary_and_bad_config(tmp_path):
         WordPieceTokenizer.from_pretrained(tmp_path)
     write(tmp_path / "tokenizer_config.json", '{"do_lower_case": false}')
     assert WordPieceTokenizer.from_pretrained(tmp_path).do_lower_case is False
+    write(tmp_path / "tokenizer_config.json", '{"do_lower_case": "false"}')  # a string was read as true
+    with pytest.raises(ValueError, match='tokenizer_config.json: do_lower_case must be true or false, got .false.'):
+        WordPieceTokenizer.from_pretrained(tmp_path)
     # A vocab file without a trailing newline and with Windows line ends is fine.
     write(tmp_path / "vocab.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\nhello")
     assert WordPieceTokenizer.from_pretrained(tmp_path / "vocab.txt").tokenize("Hello there") == ["hello", "[UNK]"]
