@@ -43,35 +43,93 @@ def attention_kernel(device, seq_len):
     return contextlib.nullcontext()
 
 
+def read_json(path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+
+
+def sentence_transformers_settings(directory, positions):
+    """What a sentence-transformers folder says about its vectors, checked against what
+    SentenceEmbedder does (the encoder, mean pooling, optionally unit length): its modules
+    (modules.json), the pooling (the Pooling module's config.json), the longest sentence
+    (sentence_bert_config.json; at most the model's `positions`). A folder that asks for anything else (CLS pooling, a Dense
+    projection) is refused: pooled otherwise, its vectors would be silently wrong.
+    A folder without these files (ours) gives {"max_length": None, "normalize": True}."""
+    settings = {"max_length": None, "normalize": True}
+    modules_path = directory / "modules.json"
+    if modules_path.is_file():
+        modules = read_json(modules_path)
+        kinds = [module.get("type", "") if isinstance(module, dict) else "" for module in modules] \
+            if isinstance(modules, list) else None
+        if kinds is None or "" in kinds:
+            raise ValueError(f"{modules_path}: expected a list of modules, each with a 'type'")
+        names = [kind.rsplit(".", 1)[-1] for kind in kinds]
+        if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+            raise ValueError(f"{modules_path}: the modules are {' -> '.join(names)}; SentenceEmbedder runs "
+                             f"Transformer -> Pooling (mean) [-> Normalize] only")
+        settings["normalize"] = names[-1] == "Normalize"
+        pooling_path = directory / modules[1].get("path", "1_Pooling") / "config.json"
+        if pooling_path.is_file():
+            pooling = read_json(pooling_path)
+            modes = sorted(key[len("pooling_mode_"):] for key, on in (pooling.items() if isinstance(pooling, dict)
+                                                                       else []) if key.startswith("pooling_mode_") and on)
+            if modes != ["mean_tokens"]:
+                raise ValueError(f"{pooling_path}: pooling {' + '.join(modes) or 'none'}; SentenceEmbedder pools "
+                                 f"by the mean of the tokens (pooling_mode_mean_tokens) only")
+    config_path = directory / "sentence_bert_config.json"
+    if config_path.is_file():
+        config = read_json(config_path)
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_path}: holds a JSON {type(config).__name__}, not an object of settings")
+        settings["max_length"] = length = config.get("max_seq_length")
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int)
+                                   or not 2 <= length <= positions):
+            raise ValueError(f"{config_path}: max_seq_length must be an integer from 2 ([CLS] and [SEP]) to the "
+                             f"model's {positions} positions, got {length!r}")
+    return settings
+
+
 class SentenceEmbedder:
 
-    def __init__(self, model, tokenizer, max_length=None):
+    def __init__(self, model, tokenizer, max_length=None, normalize=True):
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary "
+                             f"{model.config.vocab_size} (config.json vocab_size): do vocab.txt and the model belong "
+                             f"together?")
+        positions = model.config.max_position_embeddings
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or not 2 <= max_length <= positions):
+            raise ValueError(f"max_length must be an integer from 2 ([CLS] and [SEP]) to the model's "
+                             f"{positions} positions, got {max_length!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.max_length = max_length or model.config.max_position_embeddings
+        self.max_length = max_length or positions
+        self.normalize = normalize  # encode's default: unit-length rows
 
     @classmethod
     def from_pretrained(cls, directory, max_length=None):
         """A model directory with config.json, model.safetensors and vocab.txt. A
-        sentence-transformers directory also names its max_seq_length, which is used."""
+        sentence-transformers directory also says how long a sentence may be and how its
+        vectors are made (sentence_transformers_settings); both are followed."""
         directory = Path(directory)
         model = TransformerWithHeads.from_pretrained(directory)
         tokenizer = WordPieceTokenizer.from_pretrained(directory)
-        sbert_config = directory / "sentence_bert_config.json"
-        if max_length is None and sbert_config.is_file():
-            settings = json.loads(sbert_config.read_text())
-            if not isinstance(settings, dict):
-                raise ValueError(f"{sbert_config} holds a JSON {type(settings).__name__}, not an object of settings")
-            max_length = settings.get("max_seq_length")
-        return cls(model, tokenizer, max_length)
+        settings = sentence_transformers_settings(directory, model.config.max_position_embeddings)
+        try:
+            return cls(model, tokenizer, max_length or settings["max_length"], settings["normalize"])
+        except ValueError as error:
+            raise ValueError(f"{directory}: {error}") from None
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
     @torch.inference_mode()
-    def encode(self, sentences, batch_size=32, normalize=True, show_progress=False):
-        """-> numpy array (N, H) of float32, one row per sentence, in the order given.
+    def encode(self, sentences, batch_size=32, normalize=None, show_progress=False):
+        """-> numpy array (N, H) of float32, one row per sentence, in the order given; of unit
+        length if `normalize` (None: as the model directory says, unit length for our own).
 
         Every sentence is tokenised first, then batched by token count, so that a batch
         holds little padding (often none: then no attention mask is needed at all);
@@ -86,6 +144,7 @@ class SentenceEmbedder:
         sentences = list(sentences)
         if not sentences:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+        normalize = self.normalize if normalize is None else normalize
         self.model.eval()
         token_ids = self.tokenizer(sentences, padding=False, truncation=True, max_length=self.max_length,
                                    return_tensors=None)["input_ids"]
@@ -166,6 +225,10 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=64, help="sentences encoded at once")
     parser.add_argument("sentences", nargs="*", help="sentences to compare (default: the exercise brief's examples)")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:  # found now, not after the model is loaded and the similarities printed
+        parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        parser.error(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
     embedder = SentenceEmbedder.from_pretrained(args.model)
     print(f"model: {args.model}")
     print_similarities(embedder, args.sentences or EXAMPLE_SENTENCES)

@@ -38,9 +38,9 @@ MAX_INPUT_CHARS_PER_WORD = 100
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
 
-# Rust's WordPiece decoder tidies the space before these when it joins pieces.
+# transformers' clean_up_tokenization_spaces: in the joined text, in this order.
 _DECODE_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                    (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+                    (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
 
 def wordpiece(word: str, vocab: dict[str, int], unk_token: str = "[UNK]",
@@ -191,7 +191,10 @@ class WordPieceTokenizer:
                 raise ValueError(f"{config_path}: tokenize_chinese_chars=false is not supported")
             if config.get("strip_accents") not in (None, config.get("do_lower_case", True)):
                 raise ValueError(f"{config_path}: strip_accents must follow do_lower_case (null), as in BERT")
-            settings["do_lower_case"] = bool(config.get("do_lower_case", True))
+            settings["do_lower_case"] = config.get("do_lower_case", True)
+            if not isinstance(settings["do_lower_case"], bool):
+                raise ValueError(f"{config_path}: do_lower_case must be true or false, got "
+                                 f"{settings['do_lower_case']!r}")
             if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**9:
                 settings["model_max_length"] = config["model_max_length"]
         return cls(vocab, **settings)
@@ -260,8 +263,9 @@ class WordPieceTokenizer:
         `decode(encode(x)) == " ".join(pre_tokenize(x))` when x has no [UNK]); accents and
         case removed by normalisation do not come back.
 
-        With `clean_up_tokenization_spaces=True` the spaces before . , ? ! are dropped as
-        well, which is what `transformers.BertTokenizer.decode` does by default.
+        With `clean_up_tokenization_spaces=True` the joined text is tidied as `transformers`
+        tidies it with the same flag: no space before . , ? ! and contractions joined again
+        ("it ' s" -> "it's", across the pieces that held them).
 
         >>> tokenizer.decode(tokenizer.encode("Hello, unaffable world!"))  # doctest: +SKIP
         'hello , unaffable world !'
@@ -279,11 +283,12 @@ class WordPieceTokenizer:
                 part = " " + token
             else:
                 part = token
-            if clean_up_tokenization_spaces:
-                for old, new in _DECODE_CLEANUPS:
-                    part = part.replace(old, new)
             parts.append(part)
-        return "".join(parts)
+        text = "".join(parts)
+        if clean_up_tokenization_spaces:
+            for old, new in _DECODE_CLEANUPS:
+                text = text.replace(old, new)
+        return text
 
     # --------------------------------------------------------------------------- batches
 

@@ -428,12 +428,17 @@ def test_decode_round_trip_on_random_ascii(ours, text):
         assert ours.decode(ids) == " ".join(pre_tokenize(text))
 
 
+CONTRACTIONS = ["it's fine", "I'm sure we've won, isn't it? They're here. a ' b", "don't do not", "rock 'n' roll"]
+
+
 def test_decode_matches_fast(ours, fast):
-    for text in sts_texts("dev")[:200] + HARD_CASES:
+    """clean_up_tokenization_spaces=True means what it means in transformers: the spaces of the
+    joined text tidied (contractions too, across pieces: "it ' s" -> "it's")."""
+    for text in sts_texts("dev")[:200] + HARD_CASES + CONTRACTIONS:
         ids = ours.encode(text)
-        assert ours.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True) == fast.decode(
-            ids, skip_special_tokens=True)
-        assert ours.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=True) == fast.decode(ids)
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=True) == fast.decode(
+                ids, skip_special_tokens=skip, clean_up_tokenization_spaces=True), text
     assert ours.decode(torch.tensor([101, 7592, 1010, 2088, 102])) == "hello , world"
 
 
@@ -511,6 +516,9 @@ def test_non_utf8_vocabulary_and_bad_config(tmp_path):
         WordPieceTokenizer.from_pretrained(tmp_path)
     write(tmp_path / "tokenizer_config.json", '{"do_lower_case": false}')
     assert WordPieceTokenizer.from_pretrained(tmp_path).do_lower_case is False
+    write(tmp_path / "tokenizer_config.json", '{"do_lower_case": "false"}')  # a string was read as true
+    with pytest.raises(ValueError, match='tokenizer_config.json: do_lower_case must be true or false, got .false.'):
+        WordPieceTokenizer.from_pretrained(tmp_path)
     # A vocab file without a trailing newline and with Windows line ends is fine.
     write(tmp_path / "vocab.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\nhello")
     assert WordPieceTokenizer.from_pretrained(tmp_path / "vocab.txt").tokenize("Hello there") == ["hello", "[UNK]"]
