@@ -54,7 +54,7 @@ class BertConfig:
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -64,7 +64,7 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if self.layer_norm_eps <= 0 or self.initializer_range <= 0:
             raise ValueError("layer_norm_eps and initializer_range must be positive")
         if not 0 <= self.pad_token_id < self.vocab_size:
@@ -114,4 +114,8 @@ class BertConfig:
         if not isinstance(d, dict):
             raise ValueError(f"{path} holds a JSON {type(d).__name__}, not the object of settings a config.json "
                              "is ({\"hidden_size\": ..., ...}); fix or re-save the config")
-        return cls.from_dict(d)
+        # The checks live in from_dict and validate, which do not know the file: name it here.
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e

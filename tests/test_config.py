@@ -48,3 +48,30 @@ def test_missing_and_malformed_config_files(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         BertConfig.from_json(tmp_path / "config.json")
+
+
+# ---- a bad config.json is refused with one line that names the file ----
+
+def write_config(tmp_path, **changes):
+    settings = BertConfig.from_preset("tiny").to_dict()
+    settings.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))  # json writes NaN and Infinity as the bare words
+    return path
+
+
+def refusal(path):
+    with pytest.raises(ValueError) as error:
+        BertConfig.from_json(path)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("changes, expected", [
+    (dict(hidden_size="384"), "hidden_size must be a positive integer, got '384'"),
+    (dict(hidden_act="swishy"), "unknown hidden_act 'swishy'"),
+    (dict(position_embedding_type="relative_key"), "only absolute position embeddings"),
+])
+def test_config_json_errors_name_the_file(tmp_path, changes, expected):
+    assert expected in refusal(write_config(tmp_path, **changes))
