@@ -93,6 +93,11 @@ class BertConfig:
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)} - {"extra"}
+        # Other encoders share most of these field names (RoBERTa's config is BERT's with
+        # offset position ids), so their weights would load and give wrong hidden states.
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"model_type {d['model_type']!r} is not BERT; minibert reads only BERT "
+                             "checkpoints (model_type \"bert\")")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("only absolute position embeddings are supported, "
                              f"got position_embedding_type={d['position_embedding_type']!r}")

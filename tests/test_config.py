@@ -75,3 +75,17 @@ def refusal(path):
 ])
 def test_config_json_errors_name_the_file(tmp_path, changes, expected):
     assert expected in refusal(write_config(tmp_path, **changes))
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert", None])
+def test_a_config_of_another_architecture_is_refused(tmp_path, model_type):
+    message = refusal(write_config(tmp_path, model_type=model_type))
+    assert f"model_type {model_type!r}" in message
+
+
+def test_a_config_without_model_type_is_read_as_bert(tmp_path):
+    path = write_config(tmp_path)
+    settings = json.loads(path.read_text())
+    del settings["model_type"]
+    path.write_text(json.dumps(settings))
+    assert BertConfig.from_json(path) == BertConfig.from_preset("tiny")
