@@ -7,6 +7,7 @@ MiniLM-L6 and BERT-base.
 """
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +23,14 @@ PRESETS = {
 
 # "gelu" is the exact erf form BERT was trained with; "gelu_new" is the tanh approximation.
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+def is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -50,10 +59,13 @@ class BertConfig:
         self.validate()
 
     def validate(self):
+        # A config.json can hold any JSON value, so each field's type is checked as well as its
+        # range (True is an int to Python, not a size). Ranges are written as the condition
+        # that must hold, `not 0 < x < inf`, because NaN fails every comparison.
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_integer(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
@@ -63,12 +75,18 @@ class BertConfig:
             raise ValueError(f"unknown hidden_act {self.hidden_act!r}; choose one of {ACTIVATIONS}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if self.layer_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("layer_norm_eps and initializer_range must be positive")
+            if not (is_number(value) and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if not (is_number(value) and 0.0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not is_integer(self.pad_token_id):
+            raise ValueError(f"pad_token_id must be an integer, got {self.pad_token_id!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary (size {self.vocab_size})")
+        if not isinstance(self.fused_attention, bool):
+            raise ValueError(f"fused_attention must be true or false, got {self.fused_attention!r}")
 
     @property
     def head_size(self):

@@ -89,3 +89,31 @@ def test_a_config_without_model_type_is_read_as_bert(tmp_path):
     del settings["model_type"]
     path.write_text(json.dumps(settings))
     assert BertConfig.from_json(path) == BertConfig.from_preset("tiny")
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("layer_norm_eps", float("nan"), "layer_norm_eps must be a positive finite number, got nan"),
+    ("layer_norm_eps", float("inf"), "layer_norm_eps must be a positive finite number, got inf"),
+    ("layer_norm_eps", "1e-12", "layer_norm_eps must be a positive finite number, got '1e-12'"),
+    ("initializer_range", None, "initializer_range must be a positive finite number, got None"),
+    ("hidden_dropout_prob", float("nan"), r"hidden_dropout_prob must be a number in [0, 1), got nan"),
+    ("hidden_dropout_prob", "0.1", r"hidden_dropout_prob must be a number in [0, 1), got '0.1'"),
+    ("attention_probs_dropout_prob", None, r"attention_probs_dropout_prob must be a number in [0, 1), got None"),
+    ("hidden_dropout_prob", False, r"hidden_dropout_prob must be a number in [0, 1), got False"),
+    ("pad_token_id", "0", "pad_token_id must be an integer, got '0'"),
+    ("pad_token_id", None, "pad_token_id must be an integer, got None"),
+    ("pad_token_id", 0.0, "pad_token_id must be an integer, got 0.0"),
+    ("pad_token_id", False, "pad_token_id must be an integer, got False"),
+    ("vocab_size", True, "vocab_size must be a positive integer, got True"),
+    ("hidden_act", ["gelu"], "unknown hidden_act ['gelu']"),
+    ("fused_attention", "yes", "fused_attention must be true or false, got 'yes'"),
+])
+def test_wrong_typed_or_non_finite_settings_are_named(tmp_path, field, value, expected):
+    assert expected in refusal(write_config(tmp_path, **{field: value}))
+    with pytest.raises(ValueError):  # the same checks guard the Python constructor
+        BertConfig(**{field: value})
+
+
+def test_integer_settings_where_floats_are_expected_are_fine():
+    config = BertConfig(hidden_dropout_prob=0, attention_probs_dropout_prob=0, layer_norm_eps=1)
+    assert config.hidden_dropout_prob == 0
