@@ -131,7 +131,10 @@ class BertConfig:
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; a model directory needs a config.json")
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))  # JSON is UTF-8 whatever the locale says
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                             "a config.json is UTF-8 JSON: fix or re-save the config") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); fix or re-save the config") from e
         if not isinstance(d, dict):

@@ -117,3 +117,9 @@ def test_wrong_typed_or_non_finite_settings_are_named(tmp_path, field, value, ex
 def test_integer_settings_where_floats_are_expected_are_fine():
     config = BertConfig(hidden_dropout_prob=0, attention_probs_dropout_prob=0, layer_norm_eps=1)
     assert config.hidden_dropout_prob == 0
+
+
+def test_a_config_json_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b'{"hidden_act": "gel\xfc"}')  # Latin-1, not UTF-8
+    assert "not UTF-8" in refusal(path)
