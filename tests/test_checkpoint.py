@@ -306,3 +306,37 @@ def test_from_pretrained_config_overrides(saved_tiny):
     assert model.encoder.layers[0].attention.fused is False
     with pytest.raises(ValueError, match="unknown config field"):
         TransformerWithHeads.from_pretrained(saved_tiny, hidden_sizes=3)
+
+
+# ---- a bad model directory is refused with one line that names the file ----
+
+def refused(directory, error=ValueError):
+    with pytest.raises(error) as caught:
+        TransformerWithHeads.from_pretrained(directory)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message
+
+
+def edit_config(directory, **changes):
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("entry, value, expected", [
+    ("minibert_heads", [1], "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", "x", "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", {"tagging": "x"}, "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", {"tagging": {"type": "Nope"}}, "minibert_heads['tagging'] cannot be rebuilt: unknown head type"),
+    ("minibert_heads", {"tagging": {"type": "TokenClassificationHead"}}, "minibert_heads['tagging'] cannot be rebuilt"),
+    ("minibert_heads", {"my head": {"type": "TokenClassificationHead", "num_labels": 3}}, "must be a Python identifier"),
+    ("minibert_mixture", {"num_experts": 2}, "minibert_mixture must be an object with"),
+    ("minibert_mixture", "x", "minibert_mixture must be an object with"),
+    ("minibert_mixture", {"num_experts": 2, "expert_layers": 5, "tasks": ["tagging"], "top_k": 0},
+     "expert_layers must be between 1 and 2"),
+])
+def test_bad_minibert_entries_in_config_json_are_named(saved_tiny, entry, value, expected):
+    edit_config(saved_tiny, **{entry: value})
+    message = refused(saved_tiny)
+    assert str(saved_tiny / "config.json") in message and expected in message, message
