@@ -81,12 +81,25 @@ def read_weights(directory):
     if (directory / "model.safetensors").is_file():
         return load_file(directory / "model.safetensors")
     if (directory / "pytorch_model.bin").is_file():
+        path = directory / "pytorch_model.bin"
         # weights_only: a .bin is a pickle, and unpickling arbitrary objects runs code.
         try:
-            return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            weights = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ValueError(f"{directory / 'pytorch_model.bin'} could not be read as plain tensors ({e}); "
+            raise ValueError(f"{path} could not be read as plain tensors ({e}); "
                              "re-save it as model.safetensors") from e
+        # A pickle can hold anything plain: a lone tensor, a list, a training checkpoint that
+        # nests the state dict. Only a flat {name: tensor} dict is a model's weights.
+        if not isinstance(weights, dict):
+            raise ValueError(f"{path} holds a {type(weights).__name__}, not a state dict "
+                             "(a dict of tensor name -> tensor)")
+        for name, tensor in weights.items():
+            if not isinstance(name, str):
+                raise ValueError(f"{path} is not a state dict: its entry {name!r} has a name that is not a string")
+            if not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"{path} is not a state dict: its entry {name!r} is a {type(tensor).__name__}, "
+                                 "not a tensor")
+        return weights
     raise FileNotFoundError(f"{directory} has no model.safetensors or pytorch_model.bin; "
                             "is it a model directory written by save_pretrained?")
 

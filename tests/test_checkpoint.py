@@ -236,6 +236,19 @@ def test_a_pickle_with_code_is_refused(tmp_path):
         TransformerWithHeads.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("content, expected", [
+    (torch.zeros(3), "holds a Tensor, not a state dict"),
+    ([1, 2], "holds a list, not a state dict"),
+    ({"state_dict": {"a": torch.zeros(1)}}, "its entry 'state_dict' is a dict, not a tensor"),
+    ({0: torch.zeros(1)}, "its entry 0 has a name that is not a string"),
+])
+def test_a_pytorch_model_bin_that_is_not_a_state_dict_is_named(tmp_path, content, expected):
+    torch.save(content, tmp_path / "pytorch_model.bin")
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert str(tmp_path / "pytorch_model.bin") in message and expected in message, message
+
+
 @pytest.fixture
 def saved_tiny(tmp_path):
     config = odd_config()
