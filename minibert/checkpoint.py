@@ -7,6 +7,8 @@ A Hugging Face BERT directory holds `config.json` and `model.safetensors` (or th
 never guesses: a name that is not in the map is reported, never silently dropped.
 """
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -85,9 +87,19 @@ def read_weights(directory):
         # weights_only: a .bin is a pickle, and unpickling arbitrary objects runs code.
         try:
             weights = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            # torch's own text runs to paragraphs and suggests weights_only=False, the unsafe
+            # path; we name the object it stopped at and point to the safe format instead.
+            found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+            raise ValueError(f"{path} holds objects other than plain tensors"
+                             f"{f' ({found.group(1)})' if found else ''}; minibert refuses it because "
+                             "unpickling them could run code. If you trust its source, convert it to "
+                             "model.safetensors with a tool you trust") from None
         except Exception as e:
-            raise ValueError(f"{path} could not be read as plain tensors ({e}); "
-                             "re-save it as model.safetensors") from e
+            first_line = (str(e).splitlines() or [""])[0]  # torch's messages run to paragraphs
+            why = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+            raise ValueError(f"{path} could not be read as a PyTorch checkpoint ({why}); "
+                             "it may be truncated or damaged: re-download or re-save it") from e
         # A pickle can hold anything plain: a lone tensor, a list, a training checkpoint that
         # nests the state dict. Only a flat {name: tensor} dict is a model's weights.
         if not isinstance(weights, dict):

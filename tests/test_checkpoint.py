@@ -236,6 +236,27 @@ def test_a_pickle_with_code_is_refused(tmp_path):
         TransformerWithHeads.from_pretrained(tmp_path)
 
 
+def test_a_refused_pickle_is_one_line_that_never_suggests_the_unsafe_path(tmp_path, capsys):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+    torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin")
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert capsys.readouterr().out == ""  # the payload did not run
+    assert str(tmp_path / "pytorch_model.bin") in message
+    assert "could run code" in message and "safetensors" in message
+    assert "weights_only" not in message and "False" not in message
+
+
+def test_a_damaged_pytorch_model_bin_is_one_line(tmp_path):
+    torch.save({"a": torch.zeros(100)}, tmp_path / "pytorch_model.bin")
+    (tmp_path / "pytorch_model.bin").write_bytes((tmp_path / "pytorch_model.bin").read_bytes()[:300])
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert str(tmp_path / "pytorch_model.bin") in message and "truncated or damaged" in message
+
+
 @pytest.mark.parametrize("content, expected", [
     (torch.zeros(3), "holds a Tensor, not a state dict"),
     ([1, 2], "holds a list, not a state dict"),
