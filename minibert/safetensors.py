@@ -24,6 +24,8 @@ DTYPES = {
     "U8": torch.uint8, "BOOL": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+# The format's other dtypes: a file holding them is valid, but no BERT checkpoint needs them.
+UNREAD_DTYPES = ("U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64")
 
 if sys.byteorder != "little":  # the bytes on disk are little-endian; we copy them as they are
     raise ImportError("minibert.safetensors assumes a little-endian machine")
@@ -69,6 +71,10 @@ def load_file(path):
         if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= info.keys()):
             raise corrupt(path, f"entry {name!r} lacks a dtype, a shape or data_offsets ({info!r})")
         dtype_name, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype_name in UNREAD_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype_name}, which minibert does not read "
+                             f"(it reads {', '.join(DTYPES)}); the file itself is fine: convert that tensor "
+                             "to one of those dtypes with the safetensors library")
         if not (isinstance(dtype_name, str) and dtype_name in DTYPES):
             raise corrupt(path, f"entry {name!r} has an unknown dtype {dtype_name!r}")
         if not (isinstance(shape, list) and all(is_count(n) for n in shape)):

@@ -142,3 +142,18 @@ def test_metadata_that_is_not_a_dict_of_strings_is_refused_as_the_reference_does
         load_file(path)
     with pytest.raises(Exception):
         reference_load(path)
+
+
+@pytest.mark.parametrize("dtype, name", [
+    (torch.uint16, "U16"), (torch.uint32, "U32"), (torch.uint64, "U64"),
+    (torch.float8_e4m3fn, "F8_E4M3"), (torch.float8_e5m2, "F8_E5M2"), (torch.complex64, "C64"),
+])
+def test_a_valid_file_with_a_dtype_we_do_not_read_says_so(tmp_path, dtype, name):
+    from safetensors.torch import save_file as reference_save
+    path = tmp_path / "model.safetensors"
+    reference_save({"ok": torch.ones(2), "odd": torch.zeros(3).to(dtype)}, path)
+    with pytest.raises(ValueError) as error:
+        load_file(path)
+    message = str(error.value)
+    assert f"{path}: tensor 'odd' has dtype {name}, which minibert does not read" in message, message
+    assert "F32" in message and "damaged" not in message and "\n" not in message
