@@ -77,43 +77,56 @@ def normalize_hf_name(name):
     return name
 
 
-def read_weights(directory):
-    """The tensors of a model directory: model.safetensors, else pytorch_model.bin."""
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+
+
+def find_weights(directory):
+    """The weights file of a model directory: model.safetensors, else pytorch_model.bin."""
     directory = Path(directory)
-    if (directory / "model.safetensors").is_file():
-        return load_file(directory / "model.safetensors")
-    if (directory / "pytorch_model.bin").is_file():
-        path = directory / "pytorch_model.bin"
-        # weights_only: a .bin is a pickle, and unpickling arbitrary objects runs code.
-        try:
-            weights = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            # torch's own text runs to paragraphs and suggests weights_only=False, the unsafe
-            # path; we name the object it stopped at and point to the safe format instead.
-            found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
-            raise ValueError(f"{path} holds objects other than plain tensors"
-                             f"{f' ({found.group(1)})' if found else ''}; minibert refuses it because "
-                             "unpickling them could run code. If you trust its source, convert it to "
-                             "model.safetensors with a tool you trust") from None
-        except Exception as e:
-            first_line = (str(e).splitlines() or [""])[0]  # torch's messages run to paragraphs
-            why = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
-            raise ValueError(f"{path} could not be read as a PyTorch checkpoint ({why}); "
-                             "it may be truncated or damaged: re-download or re-save it") from e
-        # A pickle can hold anything plain: a lone tensor, a list, a training checkpoint that
-        # nests the state dict. Only a flat {name: tensor} dict is a model's weights.
-        if not isinstance(weights, dict):
-            raise ValueError(f"{path} holds a {type(weights).__name__}, not a state dict "
-                             "(a dict of tensor name -> tensor)")
-        for name, tensor in weights.items():
-            if not isinstance(name, str):
-                raise ValueError(f"{path} is not a state dict: its entry {name!r} has a name that is not a string")
-            if not isinstance(tensor, torch.Tensor):
-                raise ValueError(f"{path} is not a state dict: its entry {name!r} is a {type(tensor).__name__}, "
-                                 "not a tensor")
-        return weights
+    for name in WEIGHT_FILES:
+        path = directory / name
+        if path.is_file():
+            return path
+        if path.exists():
+            raise IsADirectoryError(f"{path} is a directory, not a weights file; a model directory holds "
+                                    f"its weights in one file, {' or '.join(WEIGHT_FILES)}")
     raise FileNotFoundError(f"{directory} has no model.safetensors or pytorch_model.bin; "
                             "is it a model directory written by save_pretrained?")
+
+
+def read_weights(path):
+    """The tensors of a weights file found by find_weights."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    # weights_only: a .bin is a pickle, and unpickling arbitrary objects runs code.
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own text runs to paragraphs and suggests weights_only=False, the unsafe
+        # path; we name the object it stopped at and point to the safe format instead.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        raise ValueError(f"{path} holds objects other than plain tensors"
+                         f"{f' ({found.group(1)})' if found else ''}; minibert refuses it because "
+                         "unpickling them could run code. If you trust its source, convert it to "
+                         "model.safetensors with a tool you trust") from None
+    except Exception as e:
+        first_line = (str(e).splitlines() or [""])[0]  # torch's messages run to paragraphs
+        why = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        raise ValueError(f"{path} could not be read as a PyTorch checkpoint ({why}); "
+                         "it may be truncated or damaged: re-download or re-save it") from e
+    # A pickle can hold anything plain: a lone tensor, a list, a training checkpoint that
+    # nests the state dict. Only a flat {name: tensor} dict is a model's weights.
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path} holds a {type(weights).__name__}, not a state dict "
+                         "(a dict of tensor name -> tensor)")
+    for name, tensor in weights.items():
+        if not isinstance(name, str):
+            raise ValueError(f"{path} is not a state dict: its entry {name!r} has a name that is not a string")
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{path} is not a state dict: its entry {name!r} is a {type(tensor).__name__}, "
+                             "not a tensor")
+    return weights
 
 
 def mlm_head_names(model):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .checkpoint import hf_state_dict, load_checkpoint_weights, read_weights
+from .checkpoint import find_weights, hf_state_dict, load_checkpoint_weights, read_weights
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
 from .mixture import MultiGateMixture
@@ -106,6 +106,9 @@ class TransformerWithHeads(nn.Module):
         `config_overrides` change fields such as dropout or fused_attention.
         """
         directory = Path(directory)
+        if directory.is_file():
+            raise NotADirectoryError(f"{directory} is a file, not a model directory; pass the directory "
+                                     "that holds config.json and model.safetensors")
         if not directory.is_dir():
             raise FileNotFoundError(f"model directory {directory} does not exist")
         config_path = directory / "config.json"
@@ -115,13 +118,14 @@ class TransformerWithHeads(nn.Module):
                 raise ValueError(f"unknown config field {key!r}")
             setattr(config, key, value)
         config.validate()
-        weights = read_weights(directory)
+        weights_path = find_weights(directory)
+        weights = read_weights(weights_path)
         model = cls(config)
         try:
             add_described_parts(model, weights)
         except ValueError as e:
             raise ValueError(f"{config_path}: {e}") from e
-        load_checkpoint_weights(model, weights, source=str(directory))
+        load_checkpoint_weights(model, weights, source=str(weights_path))
         return model
 
 

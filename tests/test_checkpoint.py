@@ -374,3 +374,15 @@ def test_bad_minibert_entries_in_config_json_are_named(saved_tiny, entry, value,
     edit_config(saved_tiny, **{entry: value})
     message = refused(saved_tiny)
     assert str(saved_tiny / "config.json") in message and expected in message, message
+
+
+def test_a_file_given_as_the_model_directory_is_named(saved_tiny):
+    message = refused(saved_tiny / "config.json", NotADirectoryError)
+    assert f"{saved_tiny / 'config.json'} is a file, not a model directory" in message
+
+
+def test_a_weights_file_that_is_a_directory_is_named(saved_tiny):
+    (saved_tiny / "model.safetensors").unlink()
+    (saved_tiny / "model.safetensors").mkdir()
+    message = refused(saved_tiny, IsADirectoryError)
+    assert f"{saved_tiny / 'model.safetensors'} is a directory, not a weights file" in message
