@@ -90,6 +90,14 @@ def find_weights(directory):
         if path.exists():
             raise IsADirectoryError(f"{path} is a directory, not a weights file; a model directory holds "
                                     f"its weights in one file, {' or '.join(WEIGHT_FILES)}")
+    # Large models are saved in shards listed by an index; a BERT small enough for minibert
+    # fits in one file, so rather than a second reader we ask for the one file.
+    for index in (f"{name}.index.json" for name in WEIGHT_FILES):
+        if (directory / index).is_file():
+            raise FileNotFoundError(f"{directory} holds a sharded checkpoint ({index} and its shards), which "
+                                    "minibert does not read; merge the shards into one model.safetensors "
+                                    "(e.g. load it in transformers and save_pretrained with a max_shard_size "
+                                    "above the model's size)")
     raise FileNotFoundError(f"{directory} has no model.safetensors or pytorch_model.bin; "
                             "is it a model directory written by save_pretrained?")
 

@@ -386,3 +386,14 @@ def test_a_weights_file_that_is_a_directory_is_named(saved_tiny):
     (saved_tiny / "model.safetensors").mkdir()
     message = refused(saved_tiny, IsADirectoryError)
     assert f"{saved_tiny / 'model.safetensors'} is a directory, not a weights file" in message
+
+
+@pytest.mark.parametrize("index", ["model.safetensors.index.json", "pytorch_model.bin.index.json"])
+def test_a_sharded_checkpoint_is_named_as_such(saved_tiny, index):
+    shard = "model-00001-of-00001.safetensors"
+    (saved_tiny / "model.safetensors").rename(saved_tiny / shard)
+    names = load_file(saved_tiny / shard).keys()
+    (saved_tiny / index).write_text(json.dumps({"metadata": {}, "weight_map": {name: shard for name in names}}))
+    message = refused(saved_tiny, FileNotFoundError)
+    assert f"{saved_tiny} holds a sharded checkpoint ({index} and its shards)" in message
+    assert "merge the shards into one model.safetensors" in message
