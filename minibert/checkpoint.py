@@ -144,7 +144,7 @@ def mlm_head_names(model):
 def load_checkpoint_weights(model, weights, source="checkpoint"):
     """Copy `weights` (Hugging Face names, or minibert's `heads.*` and `mixture.*` names) into `model`.
 
-    Raises one ValueError naming every missing, unexpected and mis-shaped tensor.
+    Raises one ValueError naming every missing, unexpected, mis-shaped and non-float tensor.
     Returns the list of names that were deliberately ignored (pooler, NSP ...).
     """
     mlm_heads = mlm_head_names(model)
@@ -152,7 +152,7 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
     tied = {f"heads.{name}.decoder.weight" for name in mlm_heads}  # shares the word embeddings
     expected = {k: v for k, v in model.state_dict().items() if k not in tied}
 
-    incoming, ignored, unexpected, decoder_weight = {}, [], [], None
+    incoming, incoming_names, ignored, unexpected, decoder_weight = {}, {}, [], [], None
     for name, tensor in weights.items():
         hf_name = normalize_hf_name(name)
         if hf_name in name_map:
@@ -170,15 +170,20 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
             continue
         if ours in incoming and not torch.equal(incoming[ours], tensor):
             raise ValueError(f"{source}: two different tensors map to {ours!r} (one is {name!r})")
-        incoming[ours] = tensor
+        incoming[ours], incoming_names[ours] = tensor, name
 
     missing = sorted(set(expected) - set(incoming))
     misshaped = [f"{k}: checkpoint {tuple(incoming[k].shape)} vs model {tuple(expected[k].shape)}"
                  for k in sorted(incoming) if incoming[k].shape != expected[k].shape]
-    if missing or unexpected or misshaped:
+    # copy_ would cast integers into a float weight without a word; float16/bfloat16 weights
+    # are upcast on purpose (that is how half-precision checkpoints load).
+    not_float = [f"{incoming_names[k]} is {incoming[k].dtype} where the model holds {expected[k].dtype}"
+                 for k in sorted(incoming) if expected[k].is_floating_point() and not incoming[k].is_floating_point()]
+    if missing or unexpected or misshaped or not_float:
         lines = [f"{source} does not fit this model ({model.config.num_hidden_layers} layers, "
                  f"hidden {model.config.hidden_size}, vocab {model.config.vocab_size}):"]
-        for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("wrong shape", misshaped)):
+        for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("wrong shape", misshaped),
+                             ("not floating point", not_float)):
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
         lines.append("  Check that config.json belongs to these weights.")

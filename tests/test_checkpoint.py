@@ -397,3 +397,23 @@ def test_a_sharded_checkpoint_is_named_as_such(saved_tiny, index):
     message = refused(saved_tiny, FileNotFoundError)
     assert f"{saved_tiny} holds a sharded checkpoint ({index} and its shards)" in message
     assert "merge the shards into one model.safetensors" in message
+
+
+def test_an_integer_tensor_where_a_float_weight_belongs_is_refused(saved_tiny):
+    weights = load_file(saved_tiny / "model.safetensors")
+    weights["bert.encoder.layer.0.output.dense.bias"] = torch.arange(32)
+    save_file(weights, saved_tiny / "model.safetensors")
+    with pytest.raises(ValueError) as error:
+        TransformerWithHeads.from_pretrained(saved_tiny)
+    message = str(error.value)
+    assert str(saved_tiny / "model.safetensors") in message
+    assert "bert.encoder.layer.0.output.dense.bias is torch.int64 where the model holds torch.float32" in message
+
+
+def test_half_precision_weights_are_upcast(saved_tiny):
+    weights = load_file(saved_tiny / "model.safetensors")
+    save_file({name: tensor.half() for name, tensor in weights.items()}, saved_tiny / "model.safetensors")
+    model = TransformerWithHeads.from_pretrained(saved_tiny)
+    assert model.encoder.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight,
+                       weights["bert.embeddings.word_embeddings.weight"].half().float())
