@@ -141,6 +141,31 @@ def mlm_head_names(model):
     return [name for name, head in model.heads.items() if isinstance(head, MaskedLanguageModelingHead)]
 
 
+# config field: (minibert tensor, dimension) whose size it is
+SIZES = {
+    "vocab_size": ("encoder.embeddings.word_embeddings.weight", 0),
+    "hidden_size": ("encoder.embeddings.word_embeddings.weight", 1),
+    "max_position_embeddings": ("encoder.embeddings.position_embeddings.weight", 0),
+    "type_vocab_size": ("encoder.embeddings.token_type_embeddings.weight", 0),
+    "intermediate_size": ("encoder.layers.0.feed_forward.up.weight", 0),
+}
+SHOWN = 3  # tensors named per kind of mismatch; the count says how many more
+
+
+def sizes_in_weights(incoming, weights):
+    """The config sizes that the checkpoint's shapes reveal: {field: size}.
+
+    `incoming` holds the tensors under minibert's names, `weights` under the file's names,
+    whose `encoder.layer.<i>.` numbers give the layer count when they run 0, 1, ... L-1."""
+    sizes = {field: incoming[name].shape[dim] for field, (name, dim) in SIZES.items()
+             if name in incoming and incoming[name].dim() > dim}
+    layers = {int(found.group(1)) for found in
+              (re.match(r"encoder\.layer\.(\d+)\.", normalize_hf_name(name)) for name in weights) if found}
+    if layers and layers == set(range(len(layers))):
+        sizes["num_hidden_layers"] = len(layers)
+    return sizes
+
+
 def load_checkpoint_weights(model, weights, source="checkpoint"):
     """Copy `weights` (Hugging Face names, or minibert's `heads.*` and `mixture.*` names) into `model`.
 
@@ -180,14 +205,19 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
     not_float = [f"{incoming_names[k]} is {incoming[k].dtype} where the model holds {expected[k].dtype}"
                  for k in sorted(incoming) if expected[k].is_floating_point() and not incoming[k].is_floating_point()]
     if missing or unexpected or misshaped or not_float:
-        lines = [f"{source} does not fit this model ({model.config.num_hidden_layers} layers, "
-                 f"hidden {model.config.hidden_size}, vocab {model.config.vocab_size}):"]
-        for title, items in (("missing", missing), ("unexpected", sorted(unexpected)), ("wrong shape", misshaped),
-                             ("not floating point", not_float)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-        lines.append("  Check that config.json belongs to these weights.")
-        raise ValueError("\n".join(lines))
+        # Lead with the likely cause (a size in the config that the weights contradict), then a
+        # few tensors of each kind: a config without hidden_size mis-shapes nearly every tensor.
+        config = model.config
+        causes = [f"the config says {field} {getattr(config, field)}, the weights have {size}"
+                  for field, size in sizes_in_weights(incoming, weights).items() if size != getattr(config, field)
+                  and not (field == "num_hidden_layers" and getattr(model, "mixture", None))]  # experts hold the top layers
+        listed = [f"{title} ({len(items)}): " + ", ".join(items[:SHOWN])
+                  + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+                  for title, items in (("missing", missing), ("unexpected", sorted(unexpected)),
+                                       ("wrong shape", misshaped), ("not floating point", not_float)) if items]
+        raise ValueError(f"{source} does not fit the model its config describes ({config.num_hidden_layers} layers, "
+                         f"hidden {config.hidden_size}, vocab {config.vocab_size}): "
+                         + "; ".join(causes + listed) + "; check that config.json belongs to these weights")
 
     word_embeddings = incoming["encoder.embeddings.word_embeddings.weight"]
     if decoder_weight is not None and not torch.equal(decoder_weight, word_embeddings):

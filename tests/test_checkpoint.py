@@ -403,9 +403,7 @@ def test_an_integer_tensor_where_a_float_weight_belongs_is_refused(saved_tiny):
     weights = load_file(saved_tiny / "model.safetensors")
     weights["bert.encoder.layer.0.output.dense.bias"] = torch.arange(32)
     save_file(weights, saved_tiny / "model.safetensors")
-    with pytest.raises(ValueError) as error:
-        TransformerWithHeads.from_pretrained(saved_tiny)
-    message = str(error.value)
+    message = refused(saved_tiny)
     assert str(saved_tiny / "model.safetensors") in message
     assert "bert.encoder.layer.0.output.dense.bias is torch.int64 where the model holds torch.float32" in message
 
@@ -417,3 +415,22 @@ def test_half_precision_weights_are_upcast(saved_tiny):
     assert model.encoder.embeddings.word_embeddings.weight.dtype == torch.float32
     assert torch.equal(model.encoder.embeddings.word_embeddings.weight,
                        weights["bert.embeddings.word_embeddings.weight"].half().float())
+
+
+def test_a_size_missing_from_config_json_leads_the_shape_error(saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
+    del config["hidden_size"], config["num_attention_heads"]  # the defaults, 768 and 12, apply
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    message = refused(saved_tiny)
+    assert message.startswith(f"{saved_tiny / 'model.safetensors'} does not fit")
+    assert "the config says hidden_size 768, the weights have 32" in message
+    shown = message[message.index("wrong shape"):]
+    assert shown.count(" vs model ") == 3 and "and " in shown and "more" in shown
+    assert len(message) < 800
+
+
+def test_a_layer_count_that_differs_is_named(saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
+    config["num_hidden_layers"] = 4
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    assert "the config says num_hidden_layers 4, the weights have 2" in refused(saved_tiny)
