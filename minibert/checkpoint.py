@@ -19,6 +19,10 @@ from .safetensors import load_file
 # Names found in real checkpoints that no part of minibert uses: the position-id buffer,
 # the [CLS] pooler (trained for next-sentence prediction) and the NSP classifier.
 IGNORED_PREFIXES = ("embeddings.position_ids", "pooler.", "cls.seq_relationship.")
+# The task heads of transformers' fine-tuned models (BertForSequenceClassification,
+# ...TokenClassification, ...MultipleChoice: `classifier`; ...QuestionAnswering: `qa_outputs`).
+# The encoder under them is an ordinary BERT, so it loads; the head is left out, with a note.
+TASK_HEAD_PREFIXES = ("classifier.", "qa_outputs.")
 
 
 def hf_name_map(config, mlm_head_name=None):
@@ -170,7 +174,7 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
     """Copy `weights` (Hugging Face names, or minibert's `heads.*` and `mixture.*` names) into `model`.
 
     Raises one ValueError naming every missing, unexpected, mis-shaped and non-float tensor.
-    Returns the list of names that were deliberately ignored (pooler, NSP ...).
+    Returns the list of names that were deliberately ignored (pooler, NSP, a transformers task head ...).
     """
     mlm_heads = mlm_head_names(model)
     name_map = hf_name_map(model.config, mlm_heads[0] if mlm_heads else None)
@@ -187,7 +191,7 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
         elif hf_name == "cls.predictions.decoder.weight":
             decoder_weight = tensor  # older files store the tied matrix twice; checked below
             continue
-        elif hf_name.startswith(IGNORED_PREFIXES):
+        elif hf_name.startswith(IGNORED_PREFIXES + TASK_HEAD_PREFIXES):
             ignored.append(name)
             continue
         else:

@@ -11,11 +11,13 @@ experts and each head reads its own gated mixture of them.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch.nn as nn
 
-from .checkpoint import find_weights, hf_state_dict, load_checkpoint_weights, read_weights
+from .checkpoint import (TASK_HEAD_PREFIXES, find_weights, hf_state_dict, load_checkpoint_weights, normalize_hf_name,
+                         read_weights)
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
 from .mixture import MultiGateMixture
@@ -125,7 +127,13 @@ class TransformerWithHeads(nn.Module):
             add_described_parts(model, weights)
         except ValueError as e:
             raise ValueError(f"{config_path}: {e}") from e
-        load_checkpoint_weights(model, weights, source=str(weights_path))
+        ignored = load_checkpoint_weights(model, weights, source=str(weights_path))
+        if any(normalize_hf_name(name).startswith(TASK_HEAD_PREFIXES) for name in ignored):
+            # A fine-tuned transformers model: its head is not one of ours, so say what was left out.
+            architecture = ", ".join(config.extra.get("architectures") or ["a transformers task model"])
+            left_out = sorted(name for name in ignored if not name.endswith("position_ids"))  # a buffer, not weights
+            print(f"note: {weights_path}: not loaded: {', '.join(left_out)} (the task head of {architecture}); "
+                  "the encoder is loaded: add a head (model.add_head) and fine-tune it", file=sys.stderr)
         return model
 
 

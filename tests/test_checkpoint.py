@@ -434,3 +434,26 @@ def test_a_layer_count_that_differs_is_named(saved_tiny):
     config["num_hidden_layers"] = 4
     (saved_tiny / "config.json").write_text(json.dumps(config))
     assert "the config says num_hidden_layers 4, the weights have 2" in refused(saved_tiny)
+
+
+@pytest.mark.parametrize("task_model", ["BertForSequenceClassification", "BertForTokenClassification"])
+def test_a_transformers_task_checkpoint_loads_its_encoder_with_a_note(tmp_path, capsys, task_model):
+    import transformers
+    config = odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    settings = reference_config(config)
+    settings.num_labels = 3
+    reference = getattr(transformers, task_model)(settings).eval()
+    reference.save_pretrained(tmp_path)
+    capsys.readouterr()  # transformers' own progress bar
+    ours = TransformerWithHeads.from_pretrained(tmp_path).eval()
+    assert list(ours.heads) == []
+    input_ids, attention_mask, token_type_ids = random_batch(config)
+    with torch.no_grad():
+        expected = reference.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        got = ours.get_encoder_output(input_ids, attention_mask, token_type_ids)
+    real = attention_mask.bool()
+    assert (got[real] - expected[real]).abs().max() <= 1e-5
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and str(tmp_path / "model.safetensors") in note
+    assert f"classifier.bias, classifier.weight (the task head of {task_model})" in note  # after the pooler, if any
