@@ -211,10 +211,11 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
     if missing or unexpected or misshaped or not_float:
         # Lead with the likely cause (a size in the config that the weights contradict), then a
         # few tensors of each kind: a config without hidden_size mis-shapes nearly every tensor.
-        config = model.config
+        config, revealed = model.config, sizes_in_weights(incoming, weights)
+        if getattr(model, "mixture", None) is not None:
+            revealed.pop("num_hidden_layers", None)  # the experts, not encoder.layer.<i>, hold the top layers
         causes = [f"the config says {field} {getattr(config, field)}, the weights have {size}"
-                  for field, size in sizes_in_weights(incoming, weights).items() if size != getattr(config, field)
-                  and not (field == "num_hidden_layers" and getattr(model, "mixture", None))]  # experts hold the top layers
+                  for field, size in revealed.items() if size != getattr(config, field)]
         listed = [f"{title} ({len(items)}): " + ", ".join(items[:SHOWN])
                   + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
                   for title, items in (("missing", missing), ("unexpected", sorted(unexpected)),

@@ -105,7 +105,9 @@ class TransformerWithHeads(nn.Module):
 
         Heads described in config.json (written by save_pretrained) are rebuilt; a checkpoint
         with the reference library's MLM weights (`cls.predictions.*`) gets a head named "mlm".
-        `config_overrides` change fields such as dropout or fused_attention.
+        `config_overrides` change fields such as dropout or fused_attention. A fine-tuned
+        transformers checkpoint (BertForSequenceClassification ...) loads its encoder; a note
+        on stderr names the task head's tensors, which are left out.
         """
         directory = Path(directory)
         if directory.is_file():
