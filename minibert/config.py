@@ -7,6 +7,7 @@ MiniLM-L6 and BERT-base.
 """
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +23,14 @@ PRESETS = {
 
 # "gelu" is the exact erf form BERT was trained with; "gelu_new" is the tanh approximation.
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+def is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -50,11 +59,14 @@ class BertConfig:
         self.validate()
 
     def validate(self):
+        # A config.json can hold any JSON value, so each field's type is checked as well as its
+        # range (True is an int to Python, not a size). Ranges are written as the condition
+        # that must hold, `not 0 < x < inf`, because NaN fails every comparison.
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+            if not is_integer(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -63,12 +75,18 @@ class BertConfig:
             raise ValueError(f"unknown hidden_act {self.hidden_act!r}; choose one of {ACTIVATIONS}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
-        if self.layer_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("layer_norm_eps and initializer_range must be positive")
+            if not (is_number(value) and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if not (is_number(value) and 0.0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not is_integer(self.pad_token_id):
+            raise ValueError(f"pad_token_id must be an integer, got {self.pad_token_id!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary (size {self.vocab_size})")
+        if not isinstance(self.fused_attention, bool):
+            raise ValueError(f"fused_attention must be true or false, got {self.fused_attention!r}")
 
     @property
     def head_size(self):
@@ -93,6 +111,11 @@ class BertConfig:
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)} - {"extra"}
+        # Other encoders share most of these field names (RoBERTa's config is BERT's with
+        # offset position ids), so their weights would load and give wrong hidden states.
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"model_type {d['model_type']!r} is not BERT; minibert reads only BERT "
+                             "checkpoints (model_type \"bert\")")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("only absolute position embeddings are supported, "
                              f"got position_embedding_type={d['position_embedding_type']!r}")
@@ -108,10 +131,17 @@ class BertConfig:
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}; a model directory needs a config.json")
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))  # JSON is UTF-8 whatever the locale says
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                             "a config.json is UTF-8 JSON: fix or re-save the config") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON ({e}); fix or re-save the config") from e
         if not isinstance(d, dict):
             raise ValueError(f"{path} holds a JSON {type(d).__name__}, not the object of settings a config.json "
                              "is ({\"hidden_size\": ..., ...}); fix or re-save the config")
-        return cls.from_dict(d)
+        # The checks live in from_dict and validate, which do not know the file: name it here.
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e

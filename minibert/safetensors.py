@@ -24,6 +24,8 @@ DTYPES = {
     "U8": torch.uint8, "BOOL": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+# The format's other dtypes: a file holding them is valid, but no BERT checkpoint needs them.
+UNREAD_DTYPES = ("U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64")
 
 if sys.byteorder != "little":  # the bytes on disk are little-endian; we copy them as they are
     raise ImportError("minibert.safetensors assumes a little-endian machine")
@@ -32,6 +34,10 @@ if sys.byteorder != "little":  # the bytes on disk are little-endian; we copy th
 def corrupt(path, why):
     return ValueError(f"{path} is not a valid safetensors file: {why}. "
                       "The file may be truncated or damaged; re-download or re-save it.")
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0  # JSON's true is not a size
 
 
 def load_file(path):
@@ -53,26 +59,39 @@ def load_file(path):
         raise corrupt(path, f"the header is not valid JSON ({e})") from e
     if not isinstance(header, dict):
         raise corrupt(path, "the header is not a JSON object")
-    header.pop("__metadata__", None)
+    # The reference reads the header into typed fields (a map of strings, lists of unsigned
+    # integers) and refuses anything else; JSON allows any value, so each is checked here.
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise corrupt(path, f"__metadata__ must map names to strings, got {metadata!r}")
 
     buffer_start, buffer_size = 8 + header_size, len(data) - 8 - header_size
     tensors, spans = {}, []
     for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise corrupt(path, f"entry {name!r} lacks a known dtype, a shape or data_offsets ({info!r})") from e
-        if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise corrupt(path, f"entry {name!r} has a bad shape {shape!r}")
+        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= info.keys()):
+            raise corrupt(path, f"entry {name!r} lacks a dtype, a shape or data_offsets ({info!r})")
+        dtype_name, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype_name in UNREAD_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype_name}, which minibert does not read "
+                             f"(it reads {', '.join(DTYPES)}); the file itself is fine: convert that tensor "
+                             "to one of those dtypes with the safetensors library")
+        if not (isinstance(dtype_name, str) and dtype_name in DTYPES):
+            raise corrupt(path, f"entry {name!r} has an unknown dtype {dtype_name!r}")
+        if not (isinstance(shape, list) and all(is_count(n) for n in shape)):
+            raise corrupt(path, f"entry {name!r} has shape {shape!r}; a shape is a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(n) for n in offsets)):
+            raise corrupt(path, f"entry {name!r} has data_offsets {offsets!r}; they must be two non-negative "
+                                "integers [begin, end]")
+        dtype, (begin, end) = DTYPES[dtype_name], offsets
         numel = 1
         for n in shape:
             numel *= n
         nbytes = numel * dtype.itemsize
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= buffer_size):
+        if not begin <= end <= buffer_size:
             raise corrupt(path, f"entry {name!r} points at bytes [{begin}, {end}) outside the "
                                 f"{buffer_size}-byte data section (truncated file?)")
         if end - begin != nbytes:
-            raise corrupt(path, f"entry {name!r} of shape {shape} and dtype {info['dtype']} needs "
+            raise corrupt(path, f"entry {name!r} of shape {shape} and dtype {dtype_name} needs "
                                 f"{nbytes} bytes but spans {end - begin}")
         spans.append((begin, end, name))
         # A view into the one buffer we read: no copy per tensor.

@@ -11,11 +11,13 @@ experts and each head reads its own gated mixture of them.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch.nn as nn
 
-from .checkpoint import hf_state_dict, load_checkpoint_weights, read_weights
+from .checkpoint import (TASK_HEAD_PREFIXES, find_weights, hf_state_dict, load_checkpoint_weights, normalize_hf_name,
+                         read_weights)
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
 from .mixture import MultiGateMixture
@@ -103,29 +105,68 @@ class TransformerWithHeads(nn.Module):
 
         Heads described in config.json (written by save_pretrained) are rebuilt; a checkpoint
         with the reference library's MLM weights (`cls.predictions.*`) gets a head named "mlm".
-        `config_overrides` change fields such as dropout or fused_attention.
+        `config_overrides` change fields such as dropout or fused_attention. A fine-tuned
+        transformers checkpoint (BertForSequenceClassification ...) loads its encoder; a note
+        on stderr names the task head's tensors, which are left out.
         """
         directory = Path(directory)
+        if directory.is_file():
+            raise NotADirectoryError(f"{directory} is a file, not a model directory; pass the directory "
+                                     "that holds config.json and model.safetensors")
         if not directory.is_dir():
             raise FileNotFoundError(f"model directory {directory} does not exist")
-        config = BertConfig.from_json(directory / "config.json")
+        config_path = directory / "config.json"
+        config = BertConfig.from_json(config_path)
         for key, value in config_overrides.items():
             if not hasattr(config, key) or key == "extra":
                 raise ValueError(f"unknown config field {key!r}")
             setattr(config, key, value)
         config.validate()
-        weights = read_weights(directory)
+        weights_path = find_weights(directory)
+        weights = read_weights(weights_path)
         model = cls(config)
-        mixture = config.extra.get("minibert_mixture")
-        if mixture is not None:
-            model.add_mixture(mixture["num_experts"], mixture["expert_layers"], mixture["tasks"], mixture["top_k"])
-        head_descriptions = config.extra.get("minibert_heads")
-        if head_descriptions is None:
-            if any(k.startswith(("cls.predictions.", "bert.cls.predictions.")) for k in weights):
-                head_descriptions = {"mlm": {"type": "MaskedLanguageModelingHead"}}
-            else:
-                head_descriptions = {}
-        for name, description in head_descriptions.items():
-            model.add_head(name, build_head(config, description))
-        load_checkpoint_weights(model, weights, source=str(directory))
+        try:
+            add_described_parts(model, weights)
+        except ValueError as e:
+            raise ValueError(f"{config_path}: {e}") from e
+        ignored = load_checkpoint_weights(model, weights, source=str(weights_path))
+        if any(normalize_hf_name(name).startswith(TASK_HEAD_PREFIXES) for name in ignored):
+            # A fine-tuned transformers model: its head is not one of ours, so say what was left out.
+            architecture = ", ".join(config.extra.get("architectures") or ["a transformers task model"])
+            left_out = sorted(name for name in ignored if not name.endswith("position_ids"))  # a buffer, not weights
+            print(f"note: {weights_path}: not loaded: {', '.join(left_out)} (the task head of {architecture}); "
+                  "the encoder is loaded: add a head (model.add_head) and fine-tune it", file=sys.stderr)
         return model
+
+
+MIXTURE_FIELDS = ("num_experts", "expert_layers", "tasks", "top_k")
+
+
+def add_described_parts(model, weights):
+    """Rebuild the mixture and the heads that save_pretrained described in config.json
+    (minibert_mixture, minibert_heads). Without minibert_heads, a checkpoint with the
+    reference library's MLM weights (`cls.predictions.*`) gets a head named "mlm".
+    The entries are JSON anyone may have edited: a wrong one is a ValueError naming it."""
+    mixture = model.config.extra.get("minibert_mixture")
+    if mixture is not None:
+        if not isinstance(mixture, dict) or sorted(mixture) != sorted(MIXTURE_FIELDS):
+            raise ValueError(f"minibert_mixture must be an object with exactly the fields {', '.join(MIXTURE_FIELDS)} "
+                             f"(as save_pretrained writes it), got {mixture!r}")
+        try:
+            model.add_mixture(**mixture)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"minibert_mixture {mixture!r} cannot be rebuilt: {e}") from e
+    head_descriptions = model.config.extra.get("minibert_heads")
+    if head_descriptions is None:
+        if any(k.startswith(("cls.predictions.", "bert.cls.predictions.")) for k in weights):
+            head_descriptions = {"mlm": {"type": "MaskedLanguageModelingHead"}}
+        else:
+            head_descriptions = {}
+    if not isinstance(head_descriptions, dict) or not all(isinstance(d, dict) for d in head_descriptions.values()):
+        raise ValueError("minibert_heads must map each head's name to its description "
+                         f"({{\"type\": \"TokenClassificationHead\", ...}}), got {head_descriptions!r}")
+    for name, description in head_descriptions.items():
+        try:
+            model.add_head(name, build_head(model.config, description))
+        except (TypeError, ValueError) as e:  # a TypeError: the description's arguments do not fit the head
+            raise ValueError(f"minibert_heads[{name!r}] cannot be rebuilt: {e}") from e

@@ -236,6 +236,40 @@ def test_a_pickle_with_code_is_refused(tmp_path):
         TransformerWithHeads.from_pretrained(tmp_path)
 
 
+def test_a_refused_pickle_is_one_line_that_never_suggests_the_unsafe_path(tmp_path, capsys):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+    torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin")
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert capsys.readouterr().out == ""  # the payload did not run
+    assert str(tmp_path / "pytorch_model.bin") in message
+    assert "could run code" in message and "safetensors" in message
+    assert "weights_only" not in message and "False" not in message
+
+
+def test_a_damaged_pytorch_model_bin_is_one_line(tmp_path):
+    torch.save({"a": torch.zeros(100)}, tmp_path / "pytorch_model.bin")
+    (tmp_path / "pytorch_model.bin").write_bytes((tmp_path / "pytorch_model.bin").read_bytes()[:300])
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert str(tmp_path / "pytorch_model.bin") in message and "truncated or damaged" in message
+
+
+@pytest.mark.parametrize("content, expected", [
+    (torch.zeros(3), "holds a Tensor, not a state dict"),
+    ([1, 2], "holds a list, not a state dict"),
+    ({"state_dict": {"a": torch.zeros(1)}}, "its entry 'state_dict' is a dict, not a tensor"),
+    ({0: torch.zeros(1)}, "its entry 0 has a name that is not a string"),
+])
+def test_a_pytorch_model_bin_that_is_not_a_state_dict_is_named(tmp_path, content, expected):
+    torch.save(content, tmp_path / "pytorch_model.bin")
+    odd_config().to_json(tmp_path / "config.json")
+    message = refused(tmp_path)
+    assert str(tmp_path / "pytorch_model.bin") in message and expected in message, message
+
+
 @pytest.fixture
 def saved_tiny(tmp_path):
     config = odd_config()
@@ -306,3 +340,120 @@ def test_from_pretrained_config_overrides(saved_tiny):
     assert model.encoder.layers[0].attention.fused is False
     with pytest.raises(ValueError, match="unknown config field"):
         TransformerWithHeads.from_pretrained(saved_tiny, hidden_sizes=3)
+
+
+# ---- a bad model directory is refused with one line that names the file ----
+
+def refused(directory, error=ValueError):
+    with pytest.raises(error) as caught:
+        TransformerWithHeads.from_pretrained(directory)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message
+
+
+def edit_config(directory, **changes):
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("entry, value, expected", [
+    ("minibert_heads", [1], "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", "x", "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", {"tagging": "x"}, "minibert_heads must map each head's name to its description"),
+    ("minibert_heads", {"tagging": {"type": "Nope"}}, "minibert_heads['tagging'] cannot be rebuilt: unknown head type"),
+    ("minibert_heads", {"tagging": {"type": "TokenClassificationHead"}}, "minibert_heads['tagging'] cannot be rebuilt"),
+    ("minibert_heads", {"my head": {"type": "TokenClassificationHead", "num_labels": 3}}, "must be a Python identifier"),
+    ("minibert_mixture", {"num_experts": 2}, "minibert_mixture must be an object with"),
+    ("minibert_mixture", "x", "minibert_mixture must be an object with"),
+    ("minibert_mixture", {"num_experts": 2, "expert_layers": 5, "tasks": ["tagging"], "top_k": 0},
+     "expert_layers must be between 1 and 2"),
+])
+def test_bad_minibert_entries_in_config_json_are_named(saved_tiny, entry, value, expected):
+    edit_config(saved_tiny, **{entry: value})
+    message = refused(saved_tiny)
+    assert str(saved_tiny / "config.json") in message and expected in message, message
+
+
+def test_a_file_given_as_the_model_directory_is_named(saved_tiny):
+    message = refused(saved_tiny / "config.json", NotADirectoryError)
+    assert f"{saved_tiny / 'config.json'} is a file, not a model directory" in message
+
+
+def test_a_weights_file_that_is_a_directory_is_named(saved_tiny):
+    (saved_tiny / "model.safetensors").unlink()
+    (saved_tiny / "model.safetensors").mkdir()
+    message = refused(saved_tiny, IsADirectoryError)
+    assert f"{saved_tiny / 'model.safetensors'} is a directory, not a weights file" in message
+
+
+@pytest.mark.parametrize("index", ["model.safetensors.index.json", "pytorch_model.bin.index.json"])
+def test_a_sharded_checkpoint_is_named_as_such(saved_tiny, index):
+    shard = "model-00001-of-00001.safetensors"
+    (saved_tiny / "model.safetensors").rename(saved_tiny / shard)
+    names = load_file(saved_tiny / shard).keys()
+    (saved_tiny / index).write_text(json.dumps({"metadata": {}, "weight_map": {name: shard for name in names}}))
+    message = refused(saved_tiny, FileNotFoundError)
+    assert f"{saved_tiny} holds a sharded checkpoint ({index} and its shards)" in message
+    assert "merge the shards into one model.safetensors" in message
+
+
+def test_an_integer_tensor_where_a_float_weight_belongs_is_refused(saved_tiny):
+    weights = load_file(saved_tiny / "model.safetensors")
+    weights["bert.encoder.layer.0.output.dense.bias"] = torch.arange(32)
+    save_file(weights, saved_tiny / "model.safetensors")
+    message = refused(saved_tiny)
+    assert str(saved_tiny / "model.safetensors") in message
+    assert "bert.encoder.layer.0.output.dense.bias is torch.int64 where the model holds torch.float32" in message
+
+
+def test_half_precision_weights_are_upcast(saved_tiny):
+    weights = load_file(saved_tiny / "model.safetensors")
+    save_file({name: tensor.half() for name, tensor in weights.items()}, saved_tiny / "model.safetensors")
+    model = TransformerWithHeads.from_pretrained(saved_tiny)
+    assert model.encoder.embeddings.word_embeddings.weight.dtype == torch.float32
+    assert torch.equal(model.encoder.embeddings.word_embeddings.weight,
+                       weights["bert.embeddings.word_embeddings.weight"].half().float())
+
+
+def test_a_size_missing_from_config_json_leads_the_shape_error(saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
+    del config["hidden_size"], config["num_attention_heads"]  # the defaults, 768 and 12, apply
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    message = refused(saved_tiny)
+    assert message.startswith(f"{saved_tiny / 'model.safetensors'} does not fit")
+    assert "the config says hidden_size 768, the weights have 32" in message
+    shown = message[message.index("wrong shape"):]
+    assert shown.count(" vs model ") == 3 and "and " in shown and "more" in shown
+    assert len(message) < 800
+
+
+def test_a_layer_count_that_differs_is_named(saved_tiny):
+    config = json.loads((saved_tiny / "config.json").read_text())
+    config["num_hidden_layers"] = 4
+    (saved_tiny / "config.json").write_text(json.dumps(config))
+    assert "the config says num_hidden_layers 4, the weights have 2" in refused(saved_tiny)
+
+
+@pytest.mark.parametrize("task_model", ["BertForSequenceClassification", "BertForTokenClassification"])
+def test_a_transformers_task_checkpoint_loads_its_encoder_with_a_note(tmp_path, capsys, task_model):
+    import transformers
+    config = odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    settings = reference_config(config)
+    settings.num_labels = 3
+    reference = getattr(transformers, task_model)(settings).eval()
+    reference.save_pretrained(tmp_path)
+    capsys.readouterr()  # transformers' own progress bar
+    ours = TransformerWithHeads.from_pretrained(tmp_path).eval()
+    assert list(ours.heads) == []
+    input_ids, attention_mask, token_type_ids = random_batch(config)
+    with torch.no_grad():
+        expected = reference.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        got = ours.get_encoder_output(input_ids, attention_mask, token_type_ids)
+    real = attention_mask.bool()
+    assert (got[real] - expected[real]).abs().max() <= 1e-5
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and str(tmp_path / "model.safetensors") in note
+    assert f"classifier.bias, classifier.weight (the task head of {task_model})" in note  # after the pooler, if any

@@ -105,3 +105,55 @@ def test_damaged_files_give_clear_errors(tmp_path, damage, message):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_file(tmp_path / "nope.safetensors")
+
+
+# ---- headers that are valid JSON but not a valid safetensors header; the reference refuses them too ----
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"dtype": "F32", "shape": None, "data_offsets": [0, 24]}, "a shape is a list of non-negative integers"),
+    ({"dtype": "F32", "shape": [2, "3"], "data_offsets": [0, 24]}, "a shape is a list of non-negative integers"),
+    ({"dtype": "F32", "shape": [True, 6], "data_offsets": [0, 24]}, "a shape is a list of non-negative integers"),
+    ({"dtype": "F32", "shape": [-2, -3], "data_offsets": [0, 24]}, "a shape is a list of non-negative integers"),
+    ({"dtype": "F32", "shape": [2, 3], "data_offsets": [0.0, 24.0]}, "must be two non-negative integers"),
+    ({"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24, 48]}, "must be two non-negative integers"),
+    ({"dtype": "F32", "shape": [2, 3], "data_offsets": None}, "must be two non-negative integers"),
+    ({"dtype": ["F32"], "shape": [2, 3], "data_offsets": [0, 24]}, "unknown dtype"),
+    ({"shape": [2, 3], "data_offsets": [0, 24]}, "lacks a dtype"),
+    ("F32", "lacks a dtype"),
+])
+def test_malformed_header_entries_are_named(tmp_path, entry, expected):
+    from safetensors.torch import load_file as reference_load
+    path = tmp_path / "bad.safetensors"
+    write_raw(path, {"a": entry}, bytes(24))
+    with pytest.raises(ValueError) as error:
+        load_file(path)
+    message = str(error.value)
+    assert str(path) in message and "'a'" in message and expected in message and "\n" not in message, message
+    with pytest.raises(Exception):
+        reference_load(path)
+
+
+@pytest.mark.parametrize("metadata", ["pt", {"format": 1}, ["format"]])
+def test_metadata_that_is_not_a_dict_of_strings_is_refused_as_the_reference_does(tmp_path, metadata):
+    from safetensors.torch import load_file as reference_load
+    path = tmp_path / "bad.safetensors"
+    write_raw(path, {"__metadata__": metadata, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8))
+    with pytest.raises(ValueError, match="__metadata__ must map names to strings"):
+        load_file(path)
+    with pytest.raises(Exception):
+        reference_load(path)
+
+
+@pytest.mark.parametrize("dtype, name", [
+    (torch.uint16, "U16"), (torch.uint32, "U32"), (torch.uint64, "U64"),
+    (torch.float8_e4m3fn, "F8_E4M3"), (torch.float8_e5m2, "F8_E5M2"), (torch.complex64, "C64"),
+])
+def test_a_valid_file_with_a_dtype_we_do_not_read_says_so(tmp_path, dtype, name):
+    from safetensors.torch import save_file as reference_save
+    path = tmp_path / "model.safetensors"
+    reference_save({"ok": torch.ones(2), "odd": torch.zeros(3).to(dtype)}, path)
+    with pytest.raises(ValueError) as error:
+        load_file(path)
+    message = str(error.value)
+    assert f"{path}: tensor 'odd' has dtype {name}, which minibert does not read" in message, message
+    assert "F32" in message and "damaged" not in message and "\n" not in message
