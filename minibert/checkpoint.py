@@ -235,8 +235,8 @@ def load_checkpoint_weights(model, weights, source="checkpoint"):
 
 
 def hf_state_dict(model):
-    """The model's tensors under Hugging Face names (`bert.` prefix, `cls.predictions.*`),
-    plus minibert's other heads under `heads.<name>.*` (and experts under `mixture.*`). The tied decoder is not written:
+    """The model's tensors under Hugging Face names (`bert.` prefix, `cls.predictions.*`; the
+    pooler a loaded checkpoint brought), plus minibert's other heads under `heads.<name>.*` (and experts under `mixture.*`). The tied decoder is not written:
     the reference library re-ties it from the word embeddings when it loads."""
     mlm_heads = mlm_head_names(model)
     name_map = hf_name_map(model.config, mlm_heads[0] if mlm_heads else None)
@@ -253,4 +253,6 @@ def hf_state_dict(model):
             out[hf_name] = tensor
         else:
             out["bert." + hf_name] = tensor
+    for hf_name, tensor in model.unused_pooler.items():  # the checkpoint's, written back as it came
+        out["bert." + hf_name] = tensor
     return out

@@ -33,6 +33,10 @@ class TransformerWithHeads(nn.Module):
         self.encoder = BertModel(config)
         self.heads = nn.ModuleDict()
         self.mixture = None
+        # BERT's [CLS] pooler (dense + tanh, trained for next-sentence prediction): no part of
+        # minibert uses it, but the one a checkpoint brought is kept as it was, so that
+        # save_pretrained gives transformers back the pooler it had ({Hugging Face name: tensor}).
+        self.unused_pooler = {}
 
     def add_head(self, name, head):
         if not name.isidentifier():
@@ -130,6 +134,8 @@ class TransformerWithHeads(nn.Module):
         except ValueError as e:
             raise ValueError(f"{config_path}: {e}") from e
         ignored = load_checkpoint_weights(model, weights, source=str(weights_path))
+        model.unused_pooler = {normalize_hf_name(name): weights[name] for name in ignored
+                               if normalize_hf_name(name).startswith("pooler.")}
         if any(normalize_hf_name(name).startswith(TASK_HEAD_PREFIXES) for name in ignored):
             # A fine-tuned transformers model: its head is not one of ours, so say what was left out.
             architecture = ", ".join(config.extra.get("architectures") or ["a transformers task model"])

@@ -322,6 +322,19 @@ def test_wrong_shapes_missing_and_unexpected_keys_are_all_named(saved_tiny):
     assert "unexpected (1): bert.encoder.layer.7.attention.self.key.bias" in message
 
 
+def test_the_pooler_a_checkpoint_brought_is_saved_back(tmp_path, minilm_dir):
+    """minibert does not use BERT's [CLS] pooler but keeps a checkpoint's: loaded and saved,
+    all-MiniLM-L6-v2 gives transformers its own pooler (it was dropped, and transformers drew a
+    random one: pooler_output 0.4 off)."""
+    from transformers import BertModel
+    TransformerWithHeads.from_pretrained(minilm_dir).save_pretrained(tmp_path)
+    ids = torch.tensor([[101, 7592, 1010, 2088, 102]])
+    with torch.no_grad():
+        expected = BertModel.from_pretrained(minilm_dir).eval()(ids).pooler_output
+        got = BertModel.from_pretrained(tmp_path).eval()(ids).pooler_output
+    assert (got - expected).abs().max() < 1e-5
+
+
 def test_ignored_names_and_untied_decoder():
     config = odd_config()
     model = TransformerWithHeads(config)
