@@ -26,7 +26,8 @@ def test_experiment_grid_writes_the_table(tmp_path):
     args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint,mmoe", "--imbalanced_extra=joint_1:3,mmoe_1:10",
             "--seeds=1,2", "--max_steps=2", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20",
             "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
-            f"--results={results}", f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1"]
+            f"--results={results}", f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1",
+            "--jobs=2"]  # each run is a process, mostly starting up: two at a time on two cores
     mtl_experiment.main(args)
     text = results.read_text()
     assert text.startswith("# Results\n\nkept text\n") and text.count(mtl_experiment.BEGIN) == 1
