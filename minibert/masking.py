@@ -36,8 +36,8 @@ class Masker:
         max_predictions: cap on picks per sequence (BERT used 20 for 128 tokens)."""
         if strategy not in self.STRATEGIES:
             raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {self.STRATEGIES}")
-        if not 0.0 < rate < 1.0:
-            raise ValueError(f"mask rate must be in (0, 1), got {rate}")
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"mask rate must be in (0, 1], got {rate}")
         if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1:
             raise ValueError("mask_fraction and random_fraction must be >= 0 and sum to at most 1")
         if strategy == "whole_word" and len(continuation_ids) == 0:

@@ -148,3 +148,13 @@ def test_max_per_sequence_bounds_every_row_and_is_reached(strategy, rate, cap):
     assert counts.max() <= bound
     assert (counts[:8] == bound).all()  # the bound is tight: no slot is wasted on a full row
     assert masker(strategy="bernoulli").max_per_sequence(40) is None
+
+
+@pytest.mark.parametrize("strategy", Masker.STRATEGIES)
+def test_mask_rate_one_picks_every_real_token(strategy):
+    # --mask_rate=1.0 is in the range train_mlm.py accepts (training.SETTING_RULES): the
+    # masker must not refuse it after the corpus is read and the model built.
+    ids, lengths = make_batch()
+    _, labels = masker(rate=1.0, strategy=strategy)(ids, torch.Generator().manual_seed(0))
+    assert ((labels != -100).sum(dim=1) == lengths - 2).all()
+
