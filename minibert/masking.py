@@ -28,11 +28,12 @@ class Masker:
     STRATEGIES = ("exact", "whole_word", "bernoulli")
 
     def __init__(self, vocab_size, special_ids, mask_id, rate, strategy,
-                 continuation_ids=(), max_predictions=None, mask_fraction=0.8, random_fraction=0.1):
+                 continuation_ids=None, max_predictions=None, mask_fraction=0.8, random_fraction=0.1):
         """rate, strategy: no default here; train_mlm.py's DEFAULTS (mask_rate, masking) is
         the one place they are set (BERT: 15%, exact counts).
         special_ids: never picked, never drawn as random replacements.
-        continuation_ids: ids of "##" pieces, needed by whole-word masking.
+        continuation_ids: ids of "##" pieces, needed by whole-word masking (an empty list is a
+            vocabulary without any, as one trained on Chinese: every token is then a word).
         max_predictions: cap on picks per sequence (BERT used 20 for 128 tokens)."""
         if strategy not in self.STRATEGIES:
             raise ValueError(f"unknown masking strategy {strategy!r}; choose one of {self.STRATEGIES}")
@@ -40,7 +41,7 @@ class Masker:
             raise ValueError(f"mask rate must be in (0, 1], got {rate}")
         if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1:
             raise ValueError("mask_fraction and random_fraction must be >= 0 and sum to at most 1")
-        if strategy == "whole_word" and len(continuation_ids) == 0:
+        if strategy == "whole_word" and continuation_ids is None:
             raise ValueError("whole-word masking needs continuation_ids (the ids of '##' pieces)")
         self.vocab_size, self.mask_id, self.rate, self.strategy = vocab_size, mask_id, rate, strategy
         self.max_predictions = max_predictions
@@ -48,7 +49,7 @@ class Masker:
         self.is_special = torch.zeros(vocab_size, dtype=torch.bool)
         self.is_special[list(special_ids)] = True
         self.is_continuation = torch.zeros(vocab_size, dtype=torch.bool)
-        self.is_continuation[list(continuation_ids)] = True
+        self.is_continuation[list(continuation_ids or ())] = True
         self.replacement_ids = torch.nonzero(~self.is_special).squeeze(1)  # random draws come from here
 
     def budget(self, num_candidates):

@@ -158,3 +158,11 @@ def test_mask_rate_one_picks_every_real_token(strategy):
     _, labels = masker(rate=1.0, strategy=strategy)(ids, torch.Generator().manual_seed(0))
     assert ((labels != -100).sum(dim=1) == lengths - 2).all()
 
+
+def test_whole_word_masking_with_a_vocabulary_without_continuation_pieces():
+    # A vocabulary trained on text whose words are all one character (Chinese, say) has
+    # no "##" pieces: every token is a whole word, and whole-word masking is exact masking.
+    m = Masker(VOCAB, [PAD, UNK, CLS, SEP, MASK], MASK, rate=0.15, strategy="whole_word", continuation_ids=[])
+    ids, lengths = make_batch()
+    _, labels = m(ids, torch.Generator().manual_seed(0))
+    assert ((labels != -100).sum(dim=1) == torch.round((lengths - 2) * 0.15).clamp(min=1)).all()
