@@ -127,9 +127,10 @@ class TokenizedCorpus:
 
     def split(self, held_out_fraction, seed):
         """Two corpora, train and held out, by whole documents chosen at random (the
-        fraction and the seed come from train_mlm.py's DEFAULTS)."""
+        fraction and the seed come from train_mlm.py's DEFAULTS). Each side keeps at least one
+        document when there are two: a fraction near 1 must not leave nothing to train on."""
         order = np.random.default_rng(seed).permutation(len(self))
-        n_held_out = max(1, int(round(len(self) * held_out_fraction))) if len(self) > 1 else 0
+        n_held_out = min(max(1, int(round(len(self) * held_out_fraction))), len(self) - 1) if len(self) > 1 else 0
         return DocumentSubset(self, np.sort(order[n_held_out:])), DocumentSubset(self, np.sort(order[:n_held_out]))
 
 

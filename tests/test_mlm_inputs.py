@@ -1,0 +1,49 @@
+"""train_mlm.py on valid but unusual input: corpora, settings and resumptions that must
+either run or stop at once with one line naming what is wrong, and never leave a run folder
+that a corrected rerun cannot use."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minibert.plots import read_log
+from minibert.tokenizer_trainer import train_tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train_mlm  # noqa: E402
+
+WORDS = "the model learns language from masked tokens while attention mixes every position".split()
+
+
+def write_corpus(path, documents=40, seed=0, low=5, high=60):
+    rng = np.random.default_rng(seed)
+    path.write_text("".join(" ".join(rng.choice(WORDS, size=rng.integers(low, high))) + ".\n"
+                            for _ in range(documents)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    """A small vocabulary trained once: the runs below skip training their own."""
+    folder = tmp_path_factory.mktemp("vocab")
+    train_tokenizer([write_corpus(folder / "text.txt")], vocab_size=120, show_progress=False).save_pretrained(folder)
+    return folder
+
+
+def run(tmp_path, name, *extra):
+    train_mlm.main(["--preset=tiny", "--max_steps=3", "--batch_size=4", "--max_seq_len=16", "--eval_batches=2",
+                    "--threads=1", f"--run_dir={tmp_path / name}", f"--out_dir={tmp_path / name / 'out'}", *extra])
+    return tmp_path / name
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the corpus cache goes to ./.cache
+    return tmp_path
+
+
+def test_held_out_fraction_near_one_keeps_a_document_to_train_on(in_tmp, vocab):
+    corpus = write_corpus(in_tmp / "corpus.txt", documents=3)
+    run(in_tmp, "near_one", f"--corpus={corpus}", f"--vocab={vocab}", "--held_out_fraction=0.9", "--batch_size=1")
