@@ -145,6 +145,11 @@ def train(settings, context, device):
     train_docs, held_out_docs = corpus.split(settings["held_out_fraction"], seed=settings["seed"])
     train_sequences = train_docs.sequences(settings["max_seq_len"])
     held_out_sequences = held_out_docs.sequences(settings["max_seq_len"])
+    if len(train_sequences) < settings["batch_size"]:  # said now, before the log makes this folder a run
+        raise ValueError(f"--batch_size={settings['batch_size']} needs that many training sequences, but the corpus "
+                         f"gives {len(train_sequences)} ({len(train_docs)} of {len(corpus)} documents after "
+                         f"--held_out_fraction={settings['held_out_fraction']}, cut at "
+                         f"--max_seq_len={settings['max_seq_len']}): use a smaller batch or more text")
     say(f"corpus: {len(corpus):,} documents, {len(corpus.ids):,} tokens; train {len(train_sequences):,} "
           f"sequences, held out {len(held_out_sequences):,} (max_seq_len {settings['max_seq_len']})")
     # What a model that ignores context scores (pretraining_data.unigram_log_probs): the

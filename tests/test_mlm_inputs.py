@@ -44,6 +44,19 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.parametrize("setting", ["--batch_size=64", "--held_out_fraction=0.99"])
+def test_too_little_training_text_stops_before_the_run_starts(in_tmp, vocab, setting):
+    # 40 documents of a few pieces each: a batch of 64 pieces, or a held-out share that
+    # leaves no document to train on, cannot make one step. Said in one line that names
+    # the settings, before the run writes anything that would make the corrected rerun
+    # ask for --resume or --overwrite.
+    corpus = write_corpus(in_tmp / "corpus.txt")
+    with pytest.raises(ValueError, match=setting.split("=")[0]) as error:
+        run(in_tmp, "small", f"--corpus={corpus}", f"--vocab={vocab}", "--max_seq_len=128", setting)
+    assert "\n" not in str(error.value)
+    run(in_tmp, "small", f"--corpus={corpus}", f"--vocab={vocab}", "--max_seq_len=128")  # no --overwrite needed
+
+
 def test_held_out_fraction_near_one_keeps_a_document_to_train_on(in_tmp, vocab):
     corpus = write_corpus(in_tmp / "corpus.txt", documents=3)
     run(in_tmp, "near_one", f"--corpus={corpus}", f"--vocab={vocab}", "--held_out_fraction=0.9", "--batch_size=1")
