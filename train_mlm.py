@@ -101,7 +101,8 @@ def evaluate(model, corpus_ids, sequences, masker, tokenizer, settings, device, 
             loss, logits = model(masked_ids.to(device), attention_mask.to(device), head="mlm", labels=labels.to(device),
                                  max_predictions=slots)
         n = int((labels != -100).sum())
-        total_loss += loss.item() * n
+        if n:  # a batch with nothing masked (bernoulli, short rows) has a NaN mean loss and adds nothing
+            total_loss += loss.item() * n
         unigram_loss -= float(unigram[labels[labels != -100]].sum())
         targets = model.heads["mlm"].prediction_targets(labels, slots)  # the label of each row of logits (-100: none)
         correct += int((logits.argmax(-1).cpu() == targets).sum())
@@ -240,7 +241,8 @@ def train(settings, context, device):
                         loss, _ = train_model(masked_ids[mine].to(device), mask, head="mlm",
                                               labels=labels[mine].to(device), max_predictions=slots)
                     precision.backward(loss * distributed.share(count, global_count, context))
-                loss_sum += loss.detach().float() * count
+                if count:  # nothing masked in these rows (bernoulli, short rows): a NaN mean, no gradient
+                    loss_sum += loss.detach().float() * count
             loss = distributed.mean_over_ranks(loss_sum, context) * context.world_size / global_count
             precision.step(optimizer, model.parameters(), settings["grad_clip"])
             optimizer.zero_grad(set_to_none=True)
@@ -251,10 +253,12 @@ def train(settings, context, device):
             elapsed += duration
             if settings["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
-            recent_loss.append(loss.item())
+            step_loss = loss.item()  # NaN when nothing in the whole batch was masked: not averaged in
+            if global_count:
+                recent_loss.append(step_loss)
             recent_tokens += batch_tokens
             recent_time += duration
-            bar.update(step, elapsed, loss=f"{recent_loss[-1]:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}",
+            bar.update(step, elapsed, loss=f"{step_loss:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}",
                        epoch=epoch)
 
             last_step = progress() >= 1.0 or step == settings["stop_at_step"]
@@ -262,13 +266,14 @@ def train(settings, context, device):
                 held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, settings, device,
                                     precision, unigram) \
                     if len(held_out_sequences) else None
-                row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent_loss):.4f}",
+                train_loss = f"{np.mean(recent_loss):.4f}" if recent_loss else ""  # empty: nothing was masked
+                row = [step, tokens_seen, f"{elapsed:.1f}", f"{lr:.3e}", train_loss,
                        *([f"{held_out[0]:.4f}", f"{held_out[1]:.4f}", f"{held_out[2]:.4f}",
                           f"{held_out[2] - held_out[0]:.4f}"] if held_out else ["", "", "", ""]),
                        f"{recent_tokens / recent_time:.0f}"]
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow(row)
-                tqdm.write(f"step {step}: train loss {np.mean(recent_loss):.3f}, "
+                tqdm.write(f"step {step}: train loss {train_loss or '-'}, "
                            + (f"held-out loss {held_out[0]:.3f}, accuracy {held_out[1]:.3f}, "
                               f"context gain {held_out[2] - held_out[0]:.2f} nats, " if held_out else "")
                            + f"{recent_tokens / recent_time:.0f} tokens/s")

@@ -60,3 +60,15 @@ def test_too_little_training_text_stops_before_the_run_starts(in_tmp, vocab, set
 def test_held_out_fraction_near_one_keeps_a_document_to_train_on(in_tmp, vocab):
     corpus = write_corpus(in_tmp / "corpus.txt", documents=3)
     run(in_tmp, "near_one", f"--corpus={corpus}", f"--vocab={vocab}", "--held_out_fraction=0.9", "--batch_size=1")
+
+
+def test_batches_with_nothing_masked_leave_the_logged_losses_finite(in_tmp, vocab):
+    # Bernoulli masking of short documents leaves some rows, micro-batches and held-out
+    # batches with no masked token; their mean loss is 0/0, and one NaN made the whole
+    # logged train and held-out loss NaN.
+    corpus = write_corpus(in_tmp / "corpus.txt", documents=200, low=1, high=3)
+    log = read_log(run(in_tmp, "bernoulli", f"--corpus={corpus}", f"--vocab={vocab}", "--masking=bernoulli",
+                       "--mask_rate=0.1", "--accumulation_steps=2", "--held_out_fraction=0.5", "--eval_batches=20",
+                       "--max_steps=6", "--eval_every=3") / "log.csv")
+    assert len(log["train_loss"]) == 2
+    assert np.isfinite(log["train_loss"]).all() and np.isfinite(log["eval_loss"]).all(), log
