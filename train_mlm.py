@@ -126,6 +126,7 @@ def train(settings, context, device):
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p) for p in settings["corpus"].split(",")] if settings["corpus"] else \
         [data_file("pretraining/arxiv_abstracts.txt", settings["data_dir"])]
+    corpus_names = ", ".join(str(p) for p in corpus_files)
     if settings["corpus_lines"]:  # the slice is its own file under .cache, named by its content
         slice_path = (corpus_slice(corpus_files, settings["corpus_lines"], errors=settings["errors"])
                       if context.is_main else None)
@@ -143,6 +144,9 @@ def train(settings, context, device):
     distributed.barrier(context)
     if not context.is_main:
         corpus = TokenizedCorpus.build(corpus_files, tokenizer, errors=settings["errors"])
+    if checkpoint is not None and checkpoint.get("corpus", corpus.key) != corpus.key:  # same settings, other text
+        raise ValueError(f"--resume=true, but the text of {corpus_names} or the vocabulary differs from the one "
+                         f"the checkpoint was trained on: restore them, or start afresh with --overwrite=true")
     train_docs, held_out_docs = corpus.split(settings["held_out_fraction"], seed=settings["seed"])
     train_sequences = train_docs.sequences(settings["max_seq_len"])
     held_out_sequences = held_out_docs.sequences(settings["max_seq_len"])
@@ -201,8 +205,8 @@ def train(settings, context, device):
             return
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
-            "tokens": tokens_seen, "settings": settings, "config": config.to_dict(), "rng": rng_states(),
-            "scaler": precision.state_dict()})
+            "tokens": tokens_seen, "corpus": corpus.key, "settings": settings, "config": config.to_dict(),
+            "rng": rng_states(), "scaler": precision.state_dict()})
 
     def progress():
         return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])

@@ -72,10 +72,12 @@ def corpus_slice(paths, documents, cache_dir=".cache/corpus_slices", errors="str
 
 
 class TokenizedCorpus:
-    """ids: flat array of every document's token ids (no specials); starts: (D + 1,) offsets."""
+    """ids: flat array of every document's token ids (no specials); starts: (D + 1,) offsets;
+    key: the name of its cache, which changes with the text and the vocabulary (what a
+    resumed run checks it still trains on)."""
 
-    def __init__(self, ids, starts):
-        self.ids, self.starts = ids, starts
+    def __init__(self, ids, starts, key=None):
+        self.ids, self.starts, self.key = ids, starts, key
 
     def __len__(self):
         return len(self.starts) - 1
@@ -123,7 +125,7 @@ class TokenizedCorpus:
 
     @classmethod
     def load(cls, cache):
-        return cls(np.load(cache / "ids.npy", mmap_mode="r"), np.load(cache / "starts.npy"))
+        return cls(np.load(cache / "ids.npy", mmap_mode="r"), np.load(cache / "starts.npy"), key=Path(cache).name)
 
     def split(self, held_out_fraction, seed):
         """Two corpora, train and held out, by whole documents chosen at random (the

@@ -72,3 +72,14 @@ def test_batches_with_nothing_masked_leave_the_logged_losses_finite(in_tmp, voca
                        "--max_steps=6", "--eval_every=3") / "log.csv")
     assert len(log["train_loss"]) == 2
     assert np.isfinite(log["train_loss"]).all() and np.isfinite(log["eval_loss"]).all(), log
+
+
+def test_resume_refuses_a_corpus_whose_text_changed(in_tmp, vocab):
+    # Same --corpus path, other text: the run would silently go on training on other data.
+    corpus = write_corpus(in_tmp / "corpus.txt")
+    run(in_tmp, "edited", f"--corpus={corpus}", f"--vocab={vocab}", "--max_steps=4", "--stop_at_step=2")
+    write_corpus(corpus, seed=1)
+    with pytest.raises(ValueError, match="corpus.txt"):
+        run(in_tmp, "edited", f"--corpus={corpus}", f"--vocab={vocab}", "--max_steps=4", "--resume=true")
+    write_corpus(corpus)  # the text it began with: it goes on
+    run(in_tmp, "edited", f"--corpus={corpus}", f"--vocab={vocab}", "--max_steps=4", "--resume=true")
