@@ -124,8 +124,14 @@ def train(settings, context, device):
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
 
     # ---- corpus and tokenizer ----
-    corpus_files = [Path(p) for p in settings["corpus"].split(",")] if settings["corpus"] else \
+    corpus_files = [Path(p.strip()) for p in settings["corpus"].split(",") if p.strip()] if settings["corpus"] else \
         [data_file("pretraining/arxiv_abstracts.txt", settings["data_dir"])]
+    for path in corpus_files:  # checked now, not once a tokenizer is trained on the files before it
+        if not path.is_file():
+            raise FileNotFoundError(f"--corpus={settings['corpus']}: {path} is "
+                                    f"{'a folder' if path.is_dir() else 'not found'}, not a text file")
+    if not corpus_files:
+        raise ValueError(f"--corpus={settings['corpus']} names no file")
     corpus_names = ", ".join(str(p) for p in corpus_files)
     if settings["corpus_lines"]:  # the slice is its own file under .cache, named by its content
         slice_path = (corpus_slice(corpus_files, settings["corpus_lines"], errors=settings["errors"])

@@ -83,3 +83,16 @@ def test_resume_refuses_a_corpus_whose_text_changed(in_tmp, vocab):
         run(in_tmp, "edited", f"--corpus={corpus}", f"--vocab={vocab}", "--max_steps=4", "--resume=true")
     write_corpus(corpus)  # the text it began with: it goes on
     run(in_tmp, "edited", f"--corpus={corpus}", f"--vocab={vocab}", "--max_steps=4", "--resume=true")
+
+
+def test_corpus_list_with_spaces_and_a_trailing_comma(in_tmp, vocab):
+    first, second = write_corpus(in_tmp / "a.txt"), write_corpus(in_tmp / "b.txt", seed=1)
+    run(in_tmp, "list", f"--corpus={first}, {second},", f"--vocab={vocab}")
+
+
+@pytest.mark.parametrize("name", ["missing.txt", "folder"])
+def test_a_corpus_entry_that_is_not_a_file_is_named_with_the_setting(in_tmp, name):
+    (in_tmp / "folder").mkdir()
+    with pytest.raises(OSError, match=f"--corpus.*{name}"):
+        run(in_tmp, "not_a_file", f"--corpus={write_corpus(in_tmp / 'a.txt')},{in_tmp / name}")
+    assert not (in_tmp / "not_a_file" / "tokenizer").exists()  # refused before a tokenizer is trained
