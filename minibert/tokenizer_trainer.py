@@ -436,6 +436,16 @@ class WordPieceTrainer:
     show_progress: bool = True
     verbose: bool = False
 
+    def __post_init__(self):
+        # Checked before any text is read: a negative limit_alphabet would silently drop the
+        # rarest characters (a slice from the end), a vocab_size below 1 fail after a long read.
+        for name, lowest in (("vocab_size", 1), ("min_frequency", 0), ("limit_alphabet", 1)):
+            value = getattr(self, name)
+            if value is not None and value < lowest:
+                raise ValueError(f"--{name}={value}: must be at least {lowest}"
+                                 + (" (0 on the command line, None in Python: keep every character)"
+                                    if name == "limit_alphabet" else ""))
+
     def train_from_iterator(self, texts: Iterable[str]) -> list[str]:
         if isinstance(texts, str):
             texts = [texts]

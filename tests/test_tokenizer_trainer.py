@@ -261,3 +261,15 @@ def test_missing_and_empty_input_are_clear_errors(tmp_path):
         list(read_lines([empty], errors="surrogateescape"))
     with pytest.raises(FileNotFoundError, match="nowhere.txt"):  # at the call, before any line (or progress bar)
         read_lines([empty, tmp_path / "nowhere.txt"])
+
+
+@pytest.mark.parametrize("flag, value", [("--limit_alphabet", "-1"), ("--vocab_size", "0"),
+                                         ("--min_frequency", "-2")])
+def test_cli_refuses_a_setting_out_of_range_before_reading(tmp_path, flag, value):
+    # --limit_alphabet=-1 silently dropped the rarest character (chars[:-1]); the others
+    # were found only after the whole corpus was read, or not at all. The file named here
+    # does not exist: the setting is refused before any file is opened.
+    with pytest.raises(ValueError, match=f"{flag}={value}"):
+        main(["--files", str(tmp_path / "not_read.txt"), "--out_dir", str(tmp_path / "out"), flag, value])
+    with pytest.raises(ValueError, match="limit_alphabet=0"):  # from Python, 0 would be an empty alphabet
+        WordPieceTrainer(limit_alphabet=0)
