@@ -525,7 +525,12 @@ def main(argv=None) -> None:
     parser.add_argument("--errors", choices=("strict", "replace", "ignore"), default="strict",
                         help="what to do with bytes that are not UTF-8 (default: stop with an error)")
     parser.add_argument("--verbose", action="store_true", help="print every merge as it is made")
+    parser.add_argument("--overwrite", action="store_true", help="replace the vocabulary already in --out_dir")
     args = parser.parse_args(argv)
+    # A vocabulary is half of a model: replaced beside a trained one, it silently breaks it.
+    if (Path(args.out_dir) / VOCAB_FILE).is_file() and not args.overwrite:
+        raise FileExistsError(f"--out_dir={args.out_dir} already holds a {VOCAB_FILE}: use another --out_dir, "
+                              f"or --overwrite to replace it")
     tokenizer = train_tokenizer(args.files, vocab_size=args.vocab_size, min_frequency=args.min_frequency,
                                 limit_alphabet=args.limit_alphabet or None, algorithm=args.algorithm,
                                 do_lower_case=not args.cased, errors=args.errors, verbose=args.verbose)

@@ -273,3 +273,17 @@ def test_cli_refuses_a_setting_out_of_range_before_reading(tmp_path, flag, value
         main(["--files", str(tmp_path / "not_read.txt"), "--out_dir", str(tmp_path / "out"), flag, value])
     with pytest.raises(ValueError, match="limit_alphabet=0"):  # from Python, 0 would be an empty alphabet
         WordPieceTrainer(limit_alphabet=0)
+
+
+def test_cli_does_not_replace_a_vocabulary_already_in_out_dir(tmp_path):
+    # --out_dir=base-transformer would silently give a trained model another vocabulary.
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Low lower newest widest.\n" * 20, encoding="utf-8")
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n")
+    with pytest.raises(FileExistsError, match="--out_dir.*--overwrite"):
+        main(["--files", str(corpus), "--vocab_size", "40", "--out_dir", str(out)])
+    assert (out / "vocab.txt").read_text().endswith("the\n")
+    main(["--files", str(corpus), "--vocab_size", "40", "--out_dir", str(out), "--overwrite"])
+    assert "newest" in WordPieceTokenizer.from_pretrained(out).vocab
