@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,14 +114,26 @@ class TokenizedCorpus:
                 bar.update(len(document.encode("utf-8")) + 1)
         if written == 0:
             raise ValueError(f"the corpus {[str(p) for p in paths]} holds no text")
-        cache.mkdir(parents=True, exist_ok=True)
-        memmap = np.lib.format.open_memmap(cache / "ids.npy", mode="w+", dtype=dtype, shape=(written,))
-        memmap[:] = np.concatenate(ids)
-        memmap.flush()
-        np.save(cache / "starts.npy", np.asarray(starts, dtype=np.int64))
-        (cache / "info.json").write_text(json.dumps({"files": [str(p) for p in paths], "tokens": written,
-                                                     "documents": len(starts) - 1}, indent=2))
-        (cache / "done").touch()  # written last: a crash mid-way leaves no half cache that looks whole
+        # Written in a folder of its own, then renamed into place whole: another run that
+        # tokenized the same text at the same time may already be reading the cache.
+        tmp = cache.with_name(f"{key}.{os.getpid()}.tmp")
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            memmap = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=dtype, shape=(written,))
+            memmap[:] = np.concatenate(ids)
+            memmap.flush()
+            np.save(tmp / "starts.npy", np.asarray(starts, dtype=np.int64))
+            (tmp / "info.json").write_text(json.dumps({"files": [str(p) for p in paths], "tokens": written,
+                                                       "documents": len(starts) - 1}, indent=2))
+            (tmp / "done").touch()
+            if cache.is_dir() and not (cache / "done").is_file():  # left by a build that crashed
+                shutil.rmtree(cache, ignore_errors=True)
+            try:
+                os.rename(tmp, cache)
+            except OSError:  # another run put the same cache there first
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a crash mid-way leaves no half cache behind
         return cls.load(cache)
 
     @classmethod

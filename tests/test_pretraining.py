@@ -288,3 +288,25 @@ def test_train_mlm_gives_each_batch_the_slots_its_length_needs(tmp_path, monkeyp
     assert len(lengths) > 1 and min(lengths) < 64, lengths  # batches of several lengths, some short
     for length, most_labels, slots in calls:  # training and held-out batches alike
         assert most_labels <= slots <= round(0.15 * length) + 1, (length, most_labels, slots)
+
+
+def test_a_complete_cache_is_never_rewritten_under_its_readers(tmp_path, tokenizer, monkeypatch):
+    # Two runs start on the same corpus and vocabulary: both miss the cache and tokenize.
+    # The first to finish reads its ids through a memmap; the second then rewrote that very
+    # file in place (truncated, then filled), under the first run's feet.
+    write_corpus(tmp_path / "corpus.txt")
+    encode, first = tokenizer.encode, {}
+
+    def other_run_finishes_first(*args, **kwargs):
+        if not first:
+            monkeypatch.setattr(tokenizer, "encode", encode)
+            first["corpus"] = TokenizedCorpus.build([tmp_path / "corpus.txt"], tokenizer, cache_dir=tmp_path / "cache")
+            first["ids"] = np.array(first["corpus"].ids)
+            first["stat"] = (tmp_path / "cache" / first["corpus"].key / "ids.npy").stat().st_mtime_ns
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", other_run_finishes_first)
+    second = TokenizedCorpus.build([tmp_path / "corpus.txt"], tokenizer, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / second.key / "ids.npy").stat().st_mtime_ns == first["stat"]
+    assert np.array_equal(second.ids, first["ids"]) and np.array_equal(first["corpus"].ids, first["ids"])
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [second.key]  # nothing left behind
