@@ -7,7 +7,9 @@ write to it at once.
     command must not replace a step-400 checkpoint by a step-20 one.
   - --resume=true with no checkpoint in `run_dir`: stop (it would silently start afresh).
   - --overwrite=true: the run's own files are deleted and the run starts afresh.
-  - `out_dir` (where the model goes) already holds a model: the same rule.
+  - `out_dir` (where the model goes) already holds a model: the same rule. A resumed run
+    may name another --out_dir, but not one holding a model it did not write itself
+    (`run_dir/out_dirs.txt` lists the folders the run has claimed).
   - A lock file, `run_dir/run.lock`, holds the process id and host of the run using the
     folder; a second run on it stops. A lock left by a process that no longer runs (on
     this host) is taken over, with a message. The lock is removed when the run ends.
@@ -25,6 +27,7 @@ from pathlib import Path
 LOCK_FILE = "run.lock"
 RUN_FILES = ("checkpoint*.pt", "checkpoint*.pt.tmp", "*log.csv", "results.json")
 MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+OUT_DIRS = "out_dirs.txt"  # the model folders this run has claimed, one absolute path a line
 
 
 def process_is_running(pid):
@@ -83,22 +86,40 @@ def existing(folder, patterns):
     return sorted({p.name for pattern in patterns for p in Path(folder).glob(pattern)})
 
 
+def claimed_out_dirs(run_dir):
+    path = Path(run_dir) / OUT_DIRS
+    return path.read_text().splitlines() if path.is_file() else []
+
+
 def check_and_clear(run_dir, out_dir, resume, overwrite):
     """The rules of the module docstring, once the lock is held."""
     run_files = existing(run_dir, RUN_FILES)
+    model_files = existing(out_dir, MODEL_FILES) if out_dir is not None else []
     if resume:
         if not any(name.endswith(".pt") for name in run_files):
             raise FileNotFoundError(f"--resume=true but {run_dir} holds no checkpoint to resume from")
+        claimed = claimed_out_dirs(run_dir)  # none: a run started before the list was kept, not checked
+        if model_files and claimed and str(out_dir.resolve()) not in claimed:
+            raise FileExistsError(f"--out_dir={out_dir} holds a model this run did not write "
+                                  f"({', '.join(model_files)}): resume with the run's own --out_dir={claimed[-1]}, "
+                                  f"or a folder that holds no model")
         return
     if run_files and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run ({', '.join(run_files)}): continue it with "
                               f"--resume=true, or start afresh with --overwrite=true (which deletes them)")
-    model_files = existing(out_dir, MODEL_FILES) if out_dir is not None else []
     if model_files and not overwrite:
         raise FileExistsError(f"--out_dir={out_dir} already holds a model ({', '.join(model_files)}): use another "
                               f"--out_dir, or replace it with --overwrite=true")
     for name in run_files:  # --overwrite=true: the old run's files go, so nothing of it can be resumed by mistake
         (Path(run_dir) / name).unlink()
+    (Path(run_dir) / OUT_DIRS).unlink(missing_ok=True)  # a run starting afresh owns no model folder yet
+
+
+def claim_out_dir(run_dir, out_dir):
+    """Note that this run writes its model to out_dir (checked when it is resumed)."""
+    claimed = claimed_out_dirs(run_dir)
+    if str(out_dir.resolve()) not in claimed:
+        (Path(run_dir) / OUT_DIRS).write_text("".join(line + "\n" for line in [*claimed, str(out_dir.resolve())]))
 
 
 @contextlib.contextmanager
@@ -115,6 +136,8 @@ def claim(settings):
     lock = acquire_lock(run_dir)
     try:
         check_and_clear(run_dir, out_dir, settings["resume"], settings["overwrite"])
+        if out_dir is not None:
+            claim_out_dir(run_dir, out_dir)
         yield
     finally:
         release_lock(lock)

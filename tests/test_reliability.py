@@ -242,6 +242,22 @@ def test_overwrite_starts_afresh(tiny_corpus, monkeypatch):
     assert log_steps(tiny_corpus / "run" / "log.csv") == [1, 2]
 
 
+def test_a_resumed_run_never_writes_over_another_runs_model(tiny_corpus, monkeypatch):
+    """--out_dir may change on resume (it is a RESUMABLE setting), but only to a folder that
+    holds no model, or the one this run wrote: --resume=true --out_dir=<another run's model>
+    replaced that model without a word."""
+    monkeypatch.chdir(tiny_corpus)
+    mlm(tiny_corpus, "--max_steps=2", f"--run_dir={tiny_corpus / 'a'}", f"--out_dir={tiny_corpus / 'a_model'}")
+    kept = (tiny_corpus / "a_model" / "model.safetensors").read_bytes()
+    mlm(tiny_corpus, "--max_steps=4", "--stop_at_step=2", f"--out_dir={tiny_corpus / 'b_model'}")
+    with pytest.raises(FileExistsError, match="a_model holds a model this run did not write"):
+        mlm(tiny_corpus, "--max_steps=4", "--resume=true", f"--out_dir={tiny_corpus / 'a_model'}")
+    assert (tiny_corpus / "a_model" / "model.safetensors").read_bytes() == kept
+    mlm(tiny_corpus, "--max_steps=4", "--resume=true", f"--out_dir={tiny_corpus / 'b_model'}")  # its own folder
+    mlm(tiny_corpus, "--max_steps=4", "--resume=true", f"--out_dir={tiny_corpus / 'b_model'}")  # and again, written
+    assert (tiny_corpus / "b_model" / "model.safetensors").is_file()
+
+
 # ------------------------------------------------ resuming: the log and the wall time
 
 
