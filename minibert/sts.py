@@ -16,17 +16,21 @@ from .paths import data_file
 
 
 def average_ranks(values):
-    """Ranks 1..n, tied values sharing the mean of their ranks.
+    """Ranks 1..n, tied values sharing the mean of their ranks; all NaN if any value is NaN
+    (NaN has no place in an order), as scipy's rankdata.
 
     >>> average_ranks(np.array([10, 20, 20, 5]))
     array([2. , 3.5, 3.5, 1. ])
     """
     values = np.asarray(values)
+    if np.isnan(values).any():
+        return np.full(len(values), np.nan)
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
     ranks = np.empty(len(values), dtype=np.float64)
-    # Runs of equal values: [first, last) index pairs in sorted order.
-    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    # Runs of equal values: [first, last) index pairs in sorted order. (!= rather than
+    # np.diff: inf - inf is NaN, which would split a run of infinities.)
+    boundaries = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
     run_starts = np.concatenate([[0], boundaries])
     run_ends = np.concatenate([boundaries, [len(values)]])
     for start, end in zip(run_starts, run_ends):
@@ -35,12 +39,20 @@ def average_ranks(values):
 
 
 def pearson(x, y):
+    """NaN where the correlation is undefined, as scipy's pearsonr: a side that is constant,
+    or a value that is NaN or infinite (the cosines of a model whose weights diverged)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y) or len(x) < 2:
         raise ValueError("pearson needs two sequences of the same length, at least 2")
+    # Tested exactly: the mean of n equal floats need not equal them, and the n equal crumbs
+    # left by subtracting it would correlate (about 1e-17) with anything.
+    if (x == x[0]).all() or (y == y[0]).all() or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denominator) if denominator > 0 else float("nan")
+    # Each side divided by its largest deviation: squares of 1e-300 or 1e300 would
+    # underflow or overflow, and r does not change with the scale of a side.
+    x, y = x / np.abs(x).max(), y / np.abs(y).max()
+    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
 
 
 def spearman(x, y):

@@ -69,3 +69,34 @@ def test_sts_scores_do_not_depend_on_the_batch_size(tmp_path):
     assert np.allclose(vectors[0], vectors[1], atol=1e-6) and np.allclose(vectors[0], vectors[2], atol=1e-6)
     scores = [evaluate_sts(embedder, "dev", tmp_path, batch_size=n) for n in (1, 2, 64)]
     assert scores[0]["spearman"] == pytest.approx(scores[1]["spearman"]) == pytest.approx(scores[2]["spearman"])
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 0.6218527938421128, -0.7, 1e-5])
+def test_a_constant_side_is_nan_as_in_scipy(value):
+    """Subtracting the mean of n equal floats can leave n equal crumbs (1e-17), not zeros;
+    their correlation with anything is then about 1e-17, a number where scipy says NaN."""
+    from scipy import stats
+    y = np.linspace(0, 1, 22) ** 2
+    for n in range(2, 23):
+        assert np.isnan(pearson([value] * n, y[:n])) and np.isnan(stats.pearsonr([value] * n, y[:n]).statistic)
+        assert np.isnan(spearman([value] * n, y[:n]))
+
+
+def test_non_finite_values_are_nan_or_ranked_as_in_scipy():
+    """A diverged model gives NaN cosines: they must score NaN, not a rank correlation of
+    wherever argsort happened to put the NaNs (it gave 0.8 here, and -0.87 in a real run)."""
+    from scipy import stats
+    x, y = [0.1, 0.2, np.nan, 0.4], [1, 2, 3, 4]
+    assert np.isnan(spearman(x, y)) and np.isnan(stats.spearmanr(x, y).statistic)
+    assert np.isnan(pearson(x, y)) and np.isnan(average_ranks(x)).all()
+    assert average_ranks([np.inf, np.inf, 1.0]).tolist() == stats.rankdata([np.inf, np.inf, 1.0]).tolist()
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e160, 1e300])
+def test_pearson_of_very_small_or_large_numbers(scale):
+    """The sums of squares of 1e-300s underflow to 0 (-> NaN) and of 1e300s overflow (-> 0.0);
+    scaling each side by its largest deviation first keeps them in range, as scipy does."""
+    from scipy import stats
+    x, y = np.array([1.0, 2.0, 4.0, 3.0]) * scale, [1.0, 3.0, 2.0, 4.0]
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
+
