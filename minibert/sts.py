@@ -10,6 +10,8 @@ definitions, ties in Spearman getting the average of the ranks they span.
 scores a model directory is `python -m minibert.embedder --model DIR --sts test`.
 """
 
+import math
+
 import numpy as np
 
 from .paths import data_file
@@ -60,23 +62,51 @@ def spearman(x, y):
     return pearson(average_ranks(x), average_ranks(y))
 
 
+def sts_path(split, data_dir=None):
+    return data_file(f"sts/stsbenchmark/sts-{split}.csv", data_dir)
+
+
 def read_sts(split="test", data_dir=None):
     """-> (sentences1, sentences2, scores) of STS-B's sts-{split}.csv.
 
     The files are tab-separated with stray quotes inside sentences, so each line is split
     on tabs by hand (a CSV reader would swallow quotes). Some lines carry two extra
-    licence columns, hence the [:7].
+    licence columns, hence the [:7]. Lines are cut at "\n" only: Python's text mode also
+    cuts at a lone "\r", which can sit inside a sentence. Blank lines (a file's last, say)
+    are skipped; any other line that is not two sentences and a score in [0, 5] stops the
+    reading, named by file and line, as does a file of fewer than two pairs.
     """
-    path = data_file(f"sts/stsbenchmark/sts-{split}.csv", data_dir)
+    path = sts_path(split, data_dir)
     first, second, scores = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            columns = line.rstrip("\n").split("\t")[:7]
+    with open(path, "rb") as f:
+        for line_number, raw_line in enumerate(f, 1):
+            where = f"{path}:{line_number}"
+            try:
+                line = raw_line.decode("utf-8-sig" if line_number == 1 else "utf-8")  # -sig: drop a BOM
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{where}: not valid UTF-8 at byte {error.start} of the line ({error.reason}); "
+                                 f"convert the file to UTF-8") from None
+            if not line.strip():
+                continue
+            columns = line.rstrip("\r\n").split("\t")[:7]
             if len(columns) < 7:
-                raise ValueError(f"{path}:{line_number}: expected 7 tab-separated columns, got {len(columns)}")
-            scores.append(float(columns[4]))
+                raise ValueError(f"{where}: expected 7 tab-separated columns, got {len(columns)}")
+            try:
+                score = float(columns[4])
+            except ValueError:
+                score = math.nan
+            if not math.isfinite(score):
+                raise ValueError(f"{where}: the score {columns[4]!r} is not a number")
+            if not 0 <= score <= 5:
+                raise ValueError(f"{where}: the score {columns[4]} is outside [0, 5]")
+            for number, sentence in enumerate(columns[5:7], 1):
+                if not sentence.strip():
+                    raise ValueError(f"{where}: sentence {number} is empty")
+            scores.append(score)
             first.append(columns[5].strip())
             second.append(columns[6].strip())
+    if len(scores) < 2:
+        raise ValueError(f"{path}: {len(scores)} pair(s); a correlation needs at least 2")
     return first, second, np.array(scores)
 
 
