@@ -29,7 +29,7 @@ from minibert.overrides import run_from_command_line
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import batch_at
-from minibert.sts import evaluate_sts, read_sts
+from minibert.sts import read_sts, score_sts, sts_path
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
 from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, dropout_overrides,
@@ -117,8 +117,25 @@ def main(argv=None):
     return distributed.run_script(DEFAULTS, train, argv, CHOICES)  # settings checked, run folder claimed, one process or torchrun's
 
 
+def check_objective_settings(settings):
+    """What the objective cannot work with, found before any work. In-batch objectives need
+    other rows; their logits (cosines in [-1, 1] / temperature, differences of two x
+    cosent_scale) are float32, and past its largest number they are inf and the loss NaN."""
+    objective, float32_max = settings["objective"], torch.finfo(torch.float32).max
+    if objective != "cosine" and settings["batch_size"] < 2:
+        raise ValueError(f"--batch_size={settings['batch_size']}: {objective} compares each row with the other rows "
+                         f"of its batch, and a batch of one has none (the loss is 0); use 2 or more")
+    if objective == "simcse" and 1 / settings["temperature"] > float32_max:
+        raise ValueError(f"--temperature={settings['temperature']!r}: cosine / temperature overflows float32 "
+                         f"and the loss is NaN; SimCSE used 0.05")
+    if objective == "cosent" and 2 * settings["cosent_scale"] > float32_max:
+        raise ValueError(f"--cosent_scale={settings['cosent_scale']!r}: scale x (difference of two cosines) "
+                         f"overflows float32 and the loss is NaN; CoSENT used 20")
+
+
 def train(settings, context, device):
     distributed.check_batch(settings["batch_size"], context, 1)
+    check_objective_settings(settings)
     run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
     out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
@@ -126,6 +143,10 @@ def train(settings, context, device):
     # ---- model: first, so that a wrong --init is found before the data is read ----
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     model = TransformerWithHeads.from_pretrained(settings["init"], **dropout_overrides(settings["dropout"]))
+    positions = model.config.max_position_embeddings
+    if settings["max_seq_len"] > positions:
+        raise ValueError(f"--max_seq_len={settings['max_seq_len']} is more than the {positions} positions of "
+                         f"{settings['init']} (max_position_embeddings in its config.json)")
     if settings["objective"] == "simcse" and settings["dropout"] is None and model.config.hidden_dropout_prob == 0:
         # Its two views of a sentence differ only by dropout: without it they are identical, and
         # the loss is trivially minimal. A model pretrained with --dropout=0 stores 0 in its config.
@@ -140,14 +161,16 @@ def train(settings, context, device):
             lines = [l.strip() for l in read_lines([source]) if l.strip()][:settings["max_sentences"]]
         else:
             lines = arxiv_sentences(source, settings["max_sentences"])
-        if len(lines) < settings["batch_size"]:
-            raise ValueError(f"{source} gave {len(lines)} sentences, fewer than one batch of {settings['batch_size']}")
-        train_pairs = (lines, None, None)
+        train_pairs, examples = (lines, None, None), f"{len(lines)} sentences"
         say(f"SimCSE on {len(lines):,} sentences from {source}")
     else:
-        train_pairs = read_sts("train", settings["data_dir"])
+        source, train_pairs = sts_path("train", settings["data_dir"]), read_sts("train", settings["data_dir"])
+        examples = f"{len(train_pairs[0])} pairs"
         say(f"{settings['objective']} loss on {len(train_pairs[0]):,} STS-B train pairs")
     num_examples = len(train_pairs[0])
+    if num_examples < settings["batch_size"]:
+        raise ValueError(f"{source} holds {examples}, fewer than one batch (--batch_size={settings['batch_size']})")
+    dev_pairs = read_sts("dev", settings["data_dir"])  # read now: a bad dev file is found before any work
 
     # ---- heads and optimiser ----
     for name in list(model.heads):  # an embedder needs none of the init's heads (an MLM head, say)
@@ -175,7 +198,7 @@ def train(settings, context, device):
         return {key: batch[key].to(device) for key in ("input_ids", "attention_mask", "token_type_ids")}
 
     def evaluate_dev():
-        spearman = evaluate_sts(embedder, "dev", settings["data_dir"])["spearman"]
+        spearman = score_sts(embedder, *dev_pairs)["spearman"]
         model.train()
         return spearman
 

@@ -110,10 +110,14 @@ def read_sts(split="test", data_dir=None):
     return first, second, np.array(scores)
 
 
-def evaluate_sts(embedder, split="test", data_dir=None, batch_size=64):
+def score_sts(embedder, first, second, gold, batch_size=64):
     """{"spearman": ..., "pearson": ..., "pairs": n} of cosine similarity vs gold score."""
-    first, second, gold = read_sts(split, data_dir)
     a = embedder.encode(first, batch_size=batch_size, normalize=True)
     b = embedder.encode(second, batch_size=batch_size, normalize=True)
     cosine = (a * b).sum(axis=1)
     return {"spearman": spearman(cosine, gold), "pearson": pearson(cosine, gold), "pairs": len(gold)}
+
+
+def evaluate_sts(embedder, split="test", data_dir=None, batch_size=64):
+    """score_sts on STS-B's split."""
+    return score_sts(embedder, *read_sts(split, data_dir), batch_size=batch_size)

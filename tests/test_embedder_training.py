@@ -1,0 +1,69 @@
+"""train_embedder.py as a demanding user runs it: settings an objective cannot use are refused
+before anything is written, a stopped run resumes to what an uninterrupted one writes, and
+out_dir is the model the log scored, in minibert and in sentence-transformers alike."""
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minibert.config import BertConfig
+from minibert.transformer_with_heads import TransformerWithHeads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import train_embedder  # noqa: E402
+from test_contrastive import PARAPHRASES, small_tokenizer, write_sts_fixture  # noqa: E402
+
+
+@pytest.fixture
+def fixture(tmp_path):
+    """A small init model over the fixture's words (64 positions), STS-B-shaped files of 8
+    pairs, and the 8 sentences as a --sentences file."""
+    tokenizer = small_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=64)
+    TransformerWithHeads(config).save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    write_sts_fixture(tmp_path / "data")
+    (tmp_path / "sentences.txt").write_text("".join(p + "\n" for pair in PARAPHRASES for p in pair))
+    return tmp_path
+
+
+def train(root, *extra, run="run", out=None):
+    return train_embedder.main([f"--init={root / 'init'}", f"--data_dir={root / 'data'}",
+                                f"--sentences={root / 'sentences.txt'}", "--batch_size=4", "--max_steps=2",
+                                "--eval_every=2", "--max_seq_len=16", "--learning_rate=1e-3", "--threads=1",
+                                f"--run_dir={root / run}", f"--out_dir={root / (out or run + '_model')}", *extra])
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--objective=simcse", "--batch_size=1"], "--batch_size=1: simcse"),  # the loss would be 0: no other row
+    (["--objective=cosent", "--batch_size=1"], "--batch_size=1: cosent"),
+    (["--objective=cosent", "--batch_size=16"], "sts-train.csv holds 8 pairs, fewer than one batch (--batch_size=16)"),
+    (["--objective=simcse", "--temperature=1e-40"], "--temperature=1e-40"),  # cos / tau overflows float32: NaN
+    (["--objective=cosent", "--cosent_scale=1e39"], "--cosent_scale=1e+39"),
+    (["--objective=cosine", "--max_seq_len=65"], "--max_seq_len=65"),
+    (["--objective=cosine", "--data_dir={root}/nodev"], "sts-dev.csv"),
+])
+def test_what_an_objective_cannot_use_is_refused_before_anything_is_written(fixture, extra, expected):
+    """Found late, a mistake left a log.csv (and out_dir a model) behind, and the same command
+    then stopped at 'run_dir already holds a run': the run folder had to be overwritten."""
+    if "nodev" in extra[-1]:
+        write_sts_fixture(fixture / "nodev")
+        (fixture / "nodev" / "sts" / "stsbenchmark" / "sts-dev.csv").unlink()
+    extra = [a.replace("{root}", str(fixture)) for a in extra]
+    with pytest.raises((ValueError, FileNotFoundError), match="^[^\n]*" + re.escape(expected)):
+        train(fixture, *extra)
+    assert [p.name for p in (fixture / "run").iterdir()] == []
+    assert not (fixture / "run_model").exists()
+
+
+def log_rows(path):
+    """The log without its elapsed_s column (wall time differs from run to run)."""
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    return [row[:1] + row[2:] for row in rows]
