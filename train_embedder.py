@@ -74,16 +74,18 @@ SENTENCE_END = regex.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def arxiv_sentences(path, max_sentences, min_chars=30, max_chars=300):
-    """Split abstracts into sentences at '. ' before a capital letter; keep plain-length ones."""
-    sentences = []
+    """Split abstracts into sentences at '. ' before a capital letter; keep plain-length ones,
+    each once: two copies of a sentence in one SimCSE batch are a positive pair that the
+    loss scores as a negative, pushing the sentence away from itself."""
+    sentences = {}  # a dict keeps the order
     with open(path, encoding="utf-8") as f:
         for line in f:
             for sentence in SENTENCE_END.split(line.strip()):
                 if min_chars <= len(sentence) <= max_chars:
-                    sentences.append(sentence)
+                    sentences[sentence] = None
                     if len(sentences) == max_sentences:
-                        return sentences
-    return sentences
+                        return list(sentences)
+    return list(sentences)
 
 
 class TwoSides(nn.Module):
@@ -157,12 +159,16 @@ def train(settings, context, device):
     if settings["objective"] == "simcse":
         source = (Path(settings["sentences"]) if settings["sentences"]
                   else data_file("pretraining/arxiv_abstracts.txt", settings["data_dir"]))
+        repeated = ""
         if settings["sentences"]:
-            lines = [l.strip() for l in read_lines([source]) if l.strip()][:settings["max_sentences"]]
+            lines = [l.strip() for l in read_lines([source]) if l.strip()]
+            kept = list(dict.fromkeys(lines))  # each once, in order (see arxiv_sentences)
+            repeated = f" ({len(lines) - len(kept):,} repeated lines dropped)" if len(kept) < len(lines) else ""
+            lines = kept[:settings["max_sentences"]]
         else:
             lines = arxiv_sentences(source, settings["max_sentences"])
-        train_pairs, examples = (lines, None, None), f"{len(lines)} sentences"
-        say(f"SimCSE on {len(lines):,} sentences from {source}")
+        train_pairs, examples = (lines, None, None), f"{len(lines)} distinct sentences"
+        say(f"SimCSE on {len(lines):,} sentences from {source}{repeated}")
     else:
         source, train_pairs = sts_path("train", settings["data_dir"]), read_sts("train", settings["data_dir"])
         examples = f"{len(train_pairs[0])} pairs"

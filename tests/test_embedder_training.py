@@ -63,6 +63,15 @@ def test_what_an_objective_cannot_use_is_refused_before_anything_is_written(fixt
     assert not (fixture / "run_model").exists()
 
 
+def test_repeated_sentences_are_read_once(fixture, capsys):
+    """Two copies of a sentence in one SimCSE batch are a positive pair scored as a negative."""
+    with open(fixture / "sentences.txt", "a") as f:
+        f.write("".join(p + "\n" for pair in PARAPHRASES for p in pair))
+    train(fixture, "--objective=simcse", "--max_steps=1")
+    out = capsys.readouterr().out
+    assert "SimCSE on 8 sentences from" in out and "(8 repeated lines dropped)" in out
+
+
 def log_rows(path):
     """The log without its elapsed_s column (wall time differs from run to run)."""
     rows = [line.split(",") for line in path.read_text().splitlines()]
