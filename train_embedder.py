@@ -7,11 +7,13 @@
 `--init` is any model directory with config.json, model.safetensors and vocab.txt: ours
 from train_mlm.py or a sentence-transformers one such as all-MiniLM-L6-v2. The encoder is
 mean-pooled (minibert.heads.SentenceEmbeddingHead); every `eval_every` steps the STS-B
-dev Spearman is measured and the best model so far is written to `out_dir`. Settings
-are --key=value, checked against DEFAULTS (python train_embedder.py --help).
+dev Spearman is measured and the best model so far is written to `out_dir`, a
+sentence-transformers folder that minibert loads too. Settings are --key=value, checked
+against DEFAULTS (python train_embedder.py --help).
 """
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -86,6 +88,26 @@ def arxiv_sentences(path, max_sentences, min_chars=30, max_chars=300):
                     if len(sentences) == max_sentences:
                         return list(sentences)
     return list(sentences)
+
+
+def save_embedder(model, tokenizer, out_dir, max_seq_len):
+    """The model, its vocabulary, and the files of a sentence-transformers folder, which
+    minibert reads too (minibert.embedder.sentence_transformers_settings): mean pooling, unit
+    length, sentences cut at max_seq_len tokens. Without them both read sentences up to the
+    model's positions, and embed the longer ones otherwise than the training scored them."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    modules = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+               for i, (path, kind) in enumerate([("", "Transformer"), ("1_Pooling", "Pooling"),
+                                                 ("2_Normalize", "Normalize")])]
+    pooling = {"word_embedding_dimension": model.config.hidden_size, "pooling_mode_cls_token": False,
+               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    files = {"modules.json": modules, "1_Pooling/config.json": pooling,
+             "sentence_bert_config.json": {"max_seq_length": max_seq_len, "do_lower_case": False}}
+    for name, content in files.items():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / name).write_text(json.dumps(content, indent=2) + "\n")
 
 
 class TwoSides(nn.Module):
@@ -218,8 +240,7 @@ def train(settings, context, device):
         say(f"STS-B dev Spearman before training: {best:.4f}")
         with open(log_path, "a", newline="") as f:
             csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        save_embedder(model, tokenizer, out_dir, settings["max_seq_len"])
     elif context.is_main:
         truncate_log(log_path, step)  # rows logged after the checkpoint come again
 
@@ -275,8 +296,7 @@ def train(settings, context, device):
                 improved = spearman > best
                 if improved:
                     best = spearman
-                    model.save_pretrained(out_dir)  # the best model so far, in the loadable layout
-                    tokenizer.save_pretrained(out_dir)
+                    save_embedder(model, tokenizer, out_dir, settings["max_seq_len"])  # the best model so far
                 tqdm.write(f"step {step}: loss {np.mean(recent):.4f}, STS-B dev Spearman {spearman:.4f}"
                            + (" (best, saved)" if improved else f" (best {best:.4f})"))
                 plot_training_log(log_path, run_dir / "curve.png", panels=(("train_loss",), ("dev_spearman",)),
