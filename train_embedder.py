@@ -57,7 +57,7 @@ DEFAULTS = dict(
     schedule="linear",
     max_steps=2000,
     max_minutes=0.0,
-    stop_at_step=0,
+    stop_at_step=0,           # > 0: end this run after that step, as an interruption would
     eval_every=100,
     checkpoint_every=100,
     run_dir="runs/embedder",
@@ -208,11 +208,12 @@ def train(settings, context, device):
     optimizer = torch.optim.AdamW(optimizer_groups(model, settings["weight_decay"], verbose=context.is_main),
                                   lr=settings["learning_rate"])
     embedder = SentenceEmbedder(model, tokenizer, max_length=settings["max_seq_len"])
-    step, elapsed, best = 0, 0.0, -1.0
+    step, elapsed, best, recent = 0, 0.0, -1.0, []  # recent: the train losses since the last evaluation
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, elapsed, best = checkpoint["step"], checkpoint["elapsed"], checkpoint["best"]
+        recent = checkpoint.get("recent_losses", [])  # (absent from checkpoints of earlier versions)
         set_rng_states(checkpoint["rng"])
         precision.load_state_dict(checkpoint.get("scaler"))
         say(f"resumed from {checkpoint_path} at step {step} (best dev Spearman so far {best:.4f}), "
@@ -248,12 +249,11 @@ def train(settings, context, device):
         if not context.is_main:
             return
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "step": step, "elapsed": elapsed, "best": best, "settings": settings,
-                                          "rng": rng_states(), "scaler": precision.state_dict()})
+                                          "step": step, "elapsed": elapsed, "best": best, "recent_losses": recent,
+                                          "settings": settings, "rng": rng_states(), "scaler": precision.state_dict()})
 
     # ---- the loop ----
     model.train()  # dropout on: SimCSE's two views differ only by their dropout masks
-    recent = []
     bar = ProgressBar(settings, step, elapsed, settings["objective"], **distributed.quiet(context))
     with checkpoint_on_interrupt(checkpoint_path, say, bar) as ctrl_c:
         while run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) < 1.0:
@@ -287,9 +287,10 @@ def train(settings, context, device):
             recent.append(loss.item())
             bar.update(step, elapsed, loss=f"{recent[-1]:.4f}", epoch=epoch)
 
-            last_step = (run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) >= 1.0
-                         or step == settings["stop_at_step"])
-            if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
+            # --stop_at_step is an interruption: it writes a checkpoint, but evaluates (and maybe
+            # saves a best model) only where an uninterrupted run would.
+            finished = run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"]) >= 1.0
+            if (step % settings["eval_every"] == 0 or finished) and context.is_main:
                 spearman = evaluate_dev()
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent):.4f}", f"{spearman:.4f}"])
@@ -304,7 +305,7 @@ def train(settings, context, device):
                 recent = []
             # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
             interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
-            if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
+            if step % settings["checkpoint_every"] == 0 or finished or step == settings["stop_at_step"] or interrupted:
                 write_checkpoint()
             if stop_requested(step, settings, say, interrupted):
                 return None

@@ -78,6 +78,20 @@ def log_rows(path):
     return [row[:1] + row[2:] for row in rows]
 
 
+def test_a_stopped_and_resumed_run_writes_what_an_uninterrupted_one_does(fixture):
+    """--stop_at_step is an interruption: it used to score the dev set and maybe save that
+    step's model as the best (a model the uninterrupted run never picks), log a row the
+    uninterrupted run does not have, and the resumed run averaged the train loss of the
+    steps after the checkpoint only."""
+    settings = ["--objective=cosent", "--max_steps=6", "--eval_every=3", "--checkpoint_every=1"]
+    train(fixture, *settings, run="straight")
+    train(fixture, *settings, "--stop_at_step=4")
+    train(fixture, *settings, "--resume=true")
+    assert log_rows(fixture / "run" / "log.csv") == log_rows(fixture / "straight" / "log.csv")
+    for name in ("model.safetensors", "config.json", "sentence_bert_config.json"):
+        assert (fixture / "run_model" / name).read_bytes() == (fixture / "straight_model" / name).read_bytes(), name
+
+
 def test_out_dir_is_the_model_the_log_scored_in_minibert_and_sentence_transformers(fixture):
     """Trained and scored with --max_seq_len=6, out_dir used to say nothing of it: minibert and
     sentence-transformers read sentences of up to 64 (the positions) and scored it otherwise
