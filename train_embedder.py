@@ -162,7 +162,10 @@ def train(settings, context, device):
     check_objective_settings(settings)
     run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
     out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
-    checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
+    # out_dir holds the best model so far: a resumed run that wrote elsewhere would save there
+    # only a later improvement, if any, so it is not one of the settings a resume may change.
+    may_change = tuple(key for key in RESUMABLE if key != "out_dir")
+    checkpoint = load_checkpoint(checkpoint_path, settings, may_change) if settings["resume"] else None
 
     # ---- model: first, so that a wrong --init is found before the data is read ----
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])

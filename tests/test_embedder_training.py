@@ -92,6 +92,15 @@ def test_a_stopped_and_resumed_run_writes_what_an_uninterrupted_one_does(fixture
         assert (fixture / "run_model" / name).read_bytes() == (fixture / "straight_model" / name).read_bytes(), name
 
 
+def test_resuming_into_another_out_dir_is_refused(fixture):
+    """out_dir holds the best model so far; a resumed run writing elsewhere saves only a later
+    improvement, if there is one, and then 'model in out_dir/' names an empty folder."""
+    train(fixture, "--objective=cosine", "--max_steps=4", "--stop_at_step=2")
+    with pytest.raises(ValueError, match="out_dir"):
+        train(fixture, "--objective=cosine", "--max_steps=4", "--resume=true", out="elsewhere")
+    assert not (fixture / "elsewhere").exists()
+
+
 def test_out_dir_is_the_model_the_log_scored_in_minibert_and_sentence_transformers(fixture):
     """Trained and scored with --max_seq_len=6, out_dir used to say nothing of it: minibert and
     sentence-transformers read sentences of up to 64 (the positions) and scored it otherwise
