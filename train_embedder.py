@@ -297,7 +297,8 @@ def train(settings, context, device):
                 spearman = evaluate_dev()
                 with open(log_path, "a", newline="") as f:
                     csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}", f"{np.mean(recent):.4f}", f"{spearman:.4f}"])
-                improved = spearman > best
+                # NaN (cosines all equal, or NaN) ranks below any score: x > NaN is false for every x.
+                improved = spearman > best or (np.isnan(best) and not np.isnan(spearman))
                 if improved:
                     best = spearman
                     save_embedder(model, tokenizer, out_dir, settings["max_seq_len"])  # the best model so far

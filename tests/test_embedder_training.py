@@ -117,3 +117,12 @@ def test_out_dir_is_the_model_the_log_scored_in_minibert_and_sentence_transforme
     assert reference.max_seq_length == 6
     sentences = [p for pair in PARAPHRASES for p in pair] + ["the cat"]
     np.testing.assert_allclose(reference.encode(sentences), embedder.encode(sentences), atol=1e-6)
+
+
+def test_a_starting_model_that_scores_nan_is_replaced_by_the_first_that_scores(fixture, monkeypatch):
+    """NaN > best and x > NaN are both false: a NaN first score kept every later model out."""
+    import minibert.sts
+    scores = iter([math.nan, 0.25, 0.5])
+    monkeypatch.setattr(minibert.sts, "spearman", lambda x, y: next(scores))
+    train(fixture, "--objective=cosine", "--max_steps=2", "--eval_every=1")
+    assert torch.load(fixture / "run" / "checkpoint.pt", weights_only=True)["best"] == 0.5
