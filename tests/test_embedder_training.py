@@ -126,3 +126,14 @@ def test_a_starting_model_that_scores_nan_is_replaced_by_the_first_that_scores(f
     monkeypatch.setattr(minibert.sts, "spearman", lambda x, y: next(scores))
     train(fixture, "--objective=cosine", "--max_steps=2", "--eval_every=1")
     assert torch.load(fixture / "run" / "checkpoint.pt", weights_only=True)["best"] == 0.5
+
+
+def test_simcse_without_dropout_is_noted_and_attention_dropout_is_dropout(fixture, capsys):
+    """Explicit --dropout=0 is taken (tests/test_distributed.py compares runs that way) with a
+    note; a config with hidden dropout 0 but attention dropout 0.1 still gives two views."""
+    train(fixture, "--objective=simcse", "--max_steps=1", "--dropout=0")
+    assert "note: --dropout=0" in capsys.readouterr().out
+    config = fixture / "init" / "config.json"
+    config.write_text(config.read_text().replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": 0.0'))
+    assert '"hidden_dropout_prob": 0.0' in config.read_text()
+    train(fixture, "--objective=simcse", "--max_steps=1", run="attention")
