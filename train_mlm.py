@@ -212,7 +212,7 @@ def train(settings, context, device):
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed,
             "tokens": tokens_seen, "corpus": corpus.key, "settings": settings, "config": config.to_dict(),
-            "rng": rng_states(), "scaler": precision.state_dict()})
+            "rng": rng_states(), "scaler": precision.state_dict(), "recent_losses": recent_loss})
 
     def progress():
         return run_progress(step, settings["max_steps"], elapsed, settings["max_minutes"])
@@ -220,7 +220,9 @@ def train(settings, context, device):
     # ---- the loop ----
     model.train()
     bar = ProgressBar(settings, step, elapsed, "pretraining", **distributed.quiet(context))
-    recent_loss, recent_tokens, recent_time = [], 0, 0.0
+    # The train losses since the last logged row (kept in the checkpoint, so that a resumed run
+    # logs the mean an uninterrupted one does), and the tokens and seconds for tokens/s.
+    recent_loss, recent_tokens, recent_time = (checkpoint or {}).get("recent_losses", []), 0, 0.0
     with checkpoint_on_interrupt(checkpoint_path, say, bar) as ctrl_c:
         while progress() < 1.0:
             started = time.perf_counter()
@@ -271,8 +273,10 @@ def train(settings, context, device):
             bar.update(step, elapsed, loss=f"{step_loss:.3f}", tok_s=f"{recent_tokens / recent_time:.0f}",
                        epoch=epoch)
 
-            last_step = progress() >= 1.0 or step == settings["stop_at_step"]
-            if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
+            # --stop_at_step is an interruption: it checkpoints, but evaluates and logs only where
+            # an uninterrupted run does.
+            finished = progress() >= 1.0
+            if (step % settings["eval_every"] == 0 or finished) and context.is_main:
                 held_out = evaluate(model, corpus.ids, held_out_sequences, masker, tokenizer, settings, device,
                                     precision, unigram) \
                     if len(held_out_sequences) else None
@@ -293,7 +297,7 @@ def train(settings, context, device):
                 recent_loss, recent_tokens, recent_time = [], 0, 0.0
             # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
             interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
-            if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
+            if step % settings["checkpoint_every"] == 0 or finished or step == settings["stop_at_step"] or interrupted:
                 write_checkpoint()
             if stop_requested(step, settings, say, interrupted):
                 return None

@@ -374,9 +374,11 @@ def train(settings, context, device):
                 bar.update(step, elapsed, **{f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
 
                 # evaluate, log, keep the best, checkpoint
-                last_step = progress() >= 1.0 or step == settings["stop_at_step"]
+                # --stop_at_step is an interruption: it checkpoints, but scores dev (and keeps a best
+                # model) only where an uninterrupted run does.
+                finished = progress() >= 1.0
                 dev = None
-                if (step % settings["eval_every"] == 0 or last_step) and context.is_main:
+                if (step % settings["eval_every"] == 0 or finished) and context.is_main:
                     dev = {t.name: t.evaluate(model, "dev", features and features[t.name]["dev"]) for t in group}
                     main_metrics = {t.name: dev[t.name][t.main_metric] for t in group}
                     score = float(np.mean(list(main_metrics.values())))  # picks the best checkpoint
@@ -399,7 +401,8 @@ def train(settings, context, device):
                         [f"dev_{t.name}" for t in group]))
                 # A Ctrl-C during this step: checkpoint it, then stop (every rank as rank 0 says).
                 interrupted = bool(distributed.from_rank0(float(ctrl_c.pending), context))
-                if step % settings["checkpoint_every"] == 0 or last_step or interrupted:
+                if step % settings["checkpoint_every"] == 0 or finished or step == settings["stop_at_step"] \
+                        or interrupted:
                     write_checkpoint()
                 if stop_requested(step, settings, say, interrupted):
                     return None

@@ -1,6 +1,7 @@
 """Multi-task fine-tuning on tiny fixtures written here: label alignment, every strategy
 end to end, the frozen and gradual invariants, GradNorm in the loop, resume, and overfitting."""
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -182,6 +183,21 @@ def test_resume_continues_exactly(fixture_dir, tmp_path):
     for name in a["model"]:
         assert torch.allclose(a["model"][name], b["model"][name], atol=1e-6), name
     assert torch.allclose(a["weighting"]["weights"], b["weighting"]["weights"], atol=1e-6)
+
+
+def test_a_stopped_and_resumed_run_scores_and_keeps_what_an_uninterrupted_one_does(fixture_dir, tmp_path):
+    """--stop_at_step is an interruption: it checkpoints, but scores dev only where the
+    uninterrupted run does (it scored at the stop, and could keep that step's model as the best)."""
+    run(fixture_dir, tmp_path / "straight", "--max_steps=6", "--eval_every=4")
+    run(fixture_dir, tmp_path / "resumed", "--max_steps=6", "--eval_every=4", "--stop_at_step=3")
+    run(fixture_dir, tmp_path / "resumed", "--max_steps=6", "--eval_every=4", "--resume=true")
+
+    def scored(name):
+        with open(tmp_path / name / "joint_log.csv") as f:
+            return [(row["step"], row["dev_score"]) for row in csv.DictReader(f) if row["dev_score"]]
+    assert scored("resumed") == scored("straight") and [step for step, _ in scored("straight")] == ["4", "6"]
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("straight", "resumed")]
+    assert results[0]["test"] == results[1]["test"]
 
 
 def test_resume_refuses_a_task_whose_labels_changed(tmp_path):

@@ -3,6 +3,7 @@ before any work, and never destroy a run or run code from a file (issue 14).
 
 Each test builds its own tiny inputs in tmp_path; the scripts run at toy sizes."""
 
+import csv
 import json
 import os
 import random
@@ -259,6 +260,21 @@ def test_a_resumed_run_never_writes_over_another_runs_model(tiny_corpus, monkeyp
 
 
 # ------------------------------------------------ resuming: the log and the wall time
+
+
+def test_a_stopped_and_resumed_pretraining_logs_what_an_uninterrupted_one_does(tiny_corpus, monkeypatch):
+    """--stop_at_step evaluated and logged at the stop (a row the uninterrupted run has not),
+    and the resumed run's first row averaged the train losses since the resumption only."""
+    monkeypatch.chdir(tiny_corpus)
+
+    def logged(name, *extra):
+        mlm(tiny_corpus, "--max_steps=6", "--eval_every=4", f"--run_dir={tiny_corpus / name}",
+            f"--out_dir={tiny_corpus / name / 'out'}", *extra)
+        with open(tiny_corpus / name / "log.csv") as f:
+            return [(row["step"], row["train_loss"], row["eval_loss"]) for row in csv.DictReader(f)]
+    straight = logged("straight")
+    logged("resumed", "--stop_at_step=3")
+    assert logged("resumed", "--resume=true") == straight and [row[0] for row in straight] == ["4", "6"]
 
 
 def test_a_resumed_run_logs_each_step_once(tiny_corpus, monkeypatch):
