@@ -31,6 +31,7 @@ from minibert.overrides import run_from_command_line
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import batch_at
+from minibert.run_folder import claim_out_dir
 from minibert.sts import read_sts, score_sts, sts_path
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
@@ -250,6 +251,7 @@ def train(settings, context, device):
         say(f"STS-B dev Spearman before training: {best:.4f}")
         with open(log_path, "a", newline="") as f:
             csv.writer(f).writerow([0, 0, 0, "", f"{best:.4f}"])
+        claim_out_dir(run_dir, out_dir)  # this run's model folder, which a resumed run may write again
         save_embedder(model, tokenizer, out_dir, settings["max_seq_len"])
     elif context.is_main:
         truncate_log(log_path, step)  # rows logged after the checkpoint come again

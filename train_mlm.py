@@ -28,6 +28,7 @@ from minibert.overrides import run_from_command_line
 from minibert.paths import data_file
 from minibert.plots import plot_training_log
 from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus_slice, unigram_log_probs
+from minibert.run_folder import claim_out_dir
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import train_or_reuse_tokenizer
 from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, cpu_has_bfloat16,
@@ -304,6 +305,7 @@ def train(settings, context, device):
 
     if not context.is_main:
         return out_dir
+    claim_out_dir(run_dir, out_dir)  # this run's model folder, which a resumed run may write again
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     print(f"done: {step} steps, {tokens_seen:,} tokens in {elapsed / 60:.1f} min "

@@ -98,11 +98,12 @@ def check_and_clear(run_dir, out_dir, resume, overwrite):
     if resume:
         if not any(name.endswith(".pt") for name in run_files):
             raise FileNotFoundError(f"--resume=true but {run_dir} holds no checkpoint to resume from")
-        claimed = claimed_out_dirs(run_dir)  # none: a run started before the list was kept, not checked
-        if model_files and claimed and str(out_dir.resolve()) not in claimed:
+        claimed = claimed_out_dirs(run_dir)
+        if model_files and str(out_dir.resolve()) not in claimed:
             raise FileExistsError(f"--out_dir={out_dir} holds a model this run did not write "
-                                  f"({', '.join(model_files)}): resume with the run's own --out_dir={claimed[-1]}, "
-                                  f"or a folder that holds no model")
+                                  f"({', '.join(model_files)}): resume with "
+                                  + (f"the run's own --out_dir={claimed[-1]}, or " if claimed else "")
+                                  + "a folder that holds no model")
         return
     if run_files and not overwrite:
         raise FileExistsError(f"{run_dir} already holds a run ({', '.join(run_files)}): continue it with "
@@ -116,7 +117,9 @@ def check_and_clear(run_dir, out_dir, resume, overwrite):
 
 
 def claim_out_dir(run_dir, out_dir):
-    """Note that this run writes its model to out_dir (checked when it is resumed)."""
+    """Note that this run writes its model to out_dir (checked when it is resumed): a script
+    calls it before it first writes there, not earlier, so a run refused at its start leaves
+    nothing behind."""
     claimed = claimed_out_dirs(run_dir)
     if str(out_dir.resolve()) not in claimed:
         (Path(run_dir) / OUT_DIRS).write_text("".join(line + "\n" for line in [*claimed, str(out_dir.resolve())]))
@@ -136,8 +139,6 @@ def claim(settings):
     lock = acquire_lock(run_dir)
     try:
         check_and_clear(run_dir, out_dir, settings["resume"], settings["overwrite"])
-        if out_dir is not None:
-            claim_out_dir(run_dir, out_dir)
         yield
     finally:
         release_lock(lock)
