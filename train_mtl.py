@@ -70,6 +70,9 @@ def chosen_strategy(settings):
     strategy = STRATEGIES[settings["strategy"]]
     if strategy.mixture:
         strategy = replace(strategy, weighting=settings["weighting"])
+        if settings["top_k"] > settings["experts"]:
+            raise ValueError(f"--top_k={settings['top_k']} routes each example to more experts than "
+                             f"--experts={settings['experts']}; give 0 (dense gates) up to --experts")
     elif settings["weighting"] != "static" or settings["freeze_shared"] or settings["top_k"]:
         raise ValueError("--weighting, --freeze_shared and --top_k belong to --strategy=mmoe; the other "
                          "strategies name their weighting themselves (e.g. --strategy=gradnorm)")
@@ -200,13 +203,17 @@ def train(settings, context, device):
     fractions = parse_per_task("--task_fraction", settings["task_fraction"], names, float, 1.0, lambda f: 0 < f <= 1,
                                "a fraction in (0, 1]")
     limits = parse_per_task("--train_limit", settings["train_limit"], names, int, 0, lambda n: n >= 0, "a count >= 0")
-    # Checked before any data is read: the first forward pass would fail on a longer sequence.
+    # Checked against the model before any data is read: the first forward pass would fail on a
+    # longer sequence, and building the experts on more layers than the model has.
     max_lengths = {"classification": "cls_max_length", "tagging": "ner_max_length"}
-    positions = BertConfig.from_json(Path(settings["init"]) / "config.json").max_position_embeddings
+    config = BertConfig.from_json(Path(settings["init"]) / "config.json")
     for kind, setting in max_lengths.items():
-        if settings[setting] > positions and any(task.kind == kind for task in tasks):
-            raise ValueError(f"--{setting}={settings[setting]} is more than the {positions} positions of the model "
-                             f"(max_position_embeddings of --init={settings['init']})")
+        if settings[setting] > config.max_position_embeddings and any(task.kind == kind for task in tasks):
+            raise ValueError(f"--{setting}={settings[setting]} is more than the {config.max_position_embeddings} "
+                             f"positions of the model (max_position_embeddings of --init={settings['init']})")
+    if strategy.mixture and settings["expert_layers"] > config.num_hidden_layers:
+        raise ValueError(f"--expert_layers={settings['expert_layers']} is more than the {config.num_hidden_layers} "
+                         f"layers of the model (num_hidden_layers of --init={settings['init']})")
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
     for task in tasks:
         task.load(tokenizer, settings[max_lengths[task.kind]], fractions[task.name], limits[task.name],

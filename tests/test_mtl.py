@@ -250,6 +250,18 @@ def test_bad_settings(fixture_dir, tmp_path):
         run(fixture_dir, tmp_path, "--strategy=uncertainty", "--uncertainty_lr=-0.1")
 
 
+@pytest.mark.parametrize("setting, expected", [
+    ("--top_k=5", r"^--top_k=5 routes each example to more experts than --experts=4"),
+    ("--expert_layers=9", r"^--expert_layers=9 is more than the 2 layers of the model \(num_hidden_layers of --init=")])
+def test_mixture_settings_are_named_with_their_dashes_before_the_data_is_read(fixture_dir, tmp_path, capsys, setting,
+                                                                              expected):
+    """They were found when the model was built, after every task was read, and named as the
+    Python parameters (`top_k must be ...`)."""
+    with pytest.raises(ValueError, match=expected):
+        run(fixture_dir, tmp_path, "--strategy=mmoe", "--experts=4", setting)
+    assert "train" not in capsys.readouterr().out  # no task was described: none was read
+
+
 @pytest.mark.parametrize("strategy", ["frozen", "gradnorm", "uncertainty", "separate", "mmoe"])
 def test_weights_only_with_a_strategy_that_uses_them(fixture_dir, tmp_path, strategy):
     """Static weights mix the losses of a shared model; elsewhere they were silently ignored
