@@ -115,7 +115,7 @@ def read_weights(path):
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's own text runs to paragraphs and suggests weights_only=False, the unsafe
+        # torch's own text runs to paragraphs and suggests turning weights_only off, the unsafe
         # path; we name the object it stopped at and point to the safe format instead.
         found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
         raise ValueError(f"{path} holds objects other than plain tensors"
