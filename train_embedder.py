@@ -35,10 +35,10 @@ from minibert.run_folder import claim_out_dir
 from minibert.sts import read_sts, score_sts, sts_path
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import read_lines
-from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, dropout_overrides,
-                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
-                               save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
-                               stop_requested, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, already_past_stop, begin_run, check_losses_finite,
+                               checkpoint_on_interrupt, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, seed_this_rank,
+                               set_learning_rate, set_rng_states, stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -167,6 +167,8 @@ def train(settings, context, device):
     # only a later improvement, if any, so it is not one of the settings a resume may change.
     may_change = tuple(key for key in RESUMABLE if key != "out_dir")
     checkpoint = load_checkpoint(checkpoint_path, settings, may_change) if settings["resume"] else None
+    if checkpoint and already_past_stop(checkpoint, settings, say):  # stopped there already
+        return None
 
     # ---- model: first, so that a wrong --init is found before the data is read ----
     tokenizer = WordPieceTokenizer.from_pretrained(settings["init"])
@@ -296,6 +298,7 @@ def train(settings, context, device):
             if settings["max_minutes"]:  # every rank must agree on when the time is up
                 elapsed = distributed.from_rank0(elapsed, context)
             recent.append(loss.item())
+            check_losses_finite(step, {settings["objective"]: recent[-1]}, checkpoint_path)  # before this step is saved
             bar.update(step, elapsed, loss=f"{recent[-1]:.4f}", epoch=epoch)
 
             # --stop_at_step is an interruption: it writes a checkpoint, but evaluates (and maybe

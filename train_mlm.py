@@ -31,10 +31,10 @@ from minibert.pretraining_data import TokenizedCorpus, batch_at, collate, corpus
 from minibert.run_folder import claim_out_dir
 from minibert.tokenizer import WordPieceTokenizer
 from minibert.tokenizer_trainer import train_or_reuse_tokenizer
-from minibert.training import (RESUMABLE, ProgressBar, begin_run, checkpoint_on_interrupt, cpu_has_bfloat16,
-                               dropout_overrides, learning_rate_at, load_checkpoint, optimizer_groups, rng_states,
-                               run_progress, save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
-                               stop_requested, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, already_past_stop, begin_run, check_losses_finite,
+                               checkpoint_on_interrupt, cpu_has_bfloat16, dropout_overrides, learning_rate_at,
+                               load_checkpoint, optimizer_groups, rng_states, run_progress, save_checkpoint,
+                               seed_this_rank, set_learning_rate, set_rng_states, stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 DEFAULTS = dict(
@@ -123,6 +123,8 @@ def train(settings, context, device):
     run_dir, precision, say = begin_run(settings, context, device)  # checks, threads, run_dir, seed
     out_dir, checkpoint_path = Path(settings["out_dir"]), run_dir / "checkpoint.pt"
     checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE) if settings["resume"] else None
+    if checkpoint and already_past_stop(checkpoint, settings, say):  # stopped there already
+        return None
 
     # ---- corpus and tokenizer ----
     corpus_files = [Path(p.strip()) for p in settings["corpus"].split(",") if p.strip()] if settings["corpus"] else \
@@ -268,6 +270,7 @@ def train(settings, context, device):
                 elapsed = distributed.from_rank0(elapsed, context)
             step_loss = loss.item()  # NaN when nothing in the whole batch was masked: not averaged in
             if global_count:
+                check_losses_finite(step, {"MLM": step_loss}, checkpoint_path)  # before this step is saved
                 recent_loss.append(step_loss)
             recent_tokens += batch_tokens
             recent_time += duration

@@ -34,10 +34,10 @@ from minibert.pretraining_data import batch_at
 from minibert.task_weighting import GradNorm, StaticWeights, Uncertainty
 from minibert.tasks import Features, builtin_tasks, parse_per_task, read_task_file
 from minibert.tokenizer import WordPieceTokenizer
-from minibert.training import (RESUMABLE, ProgressBar, WallClock, begin_run, checkpoint_on_interrupt, dropout_overrides,
-                               learning_rate_at, load_checkpoint, optimizer_groups, rng_states, run_progress,
-                               save_checkpoint, seed_this_rank, set_learning_rate, set_rng_states,
-                               stop_requested, truncate_log)
+from minibert.training import (RESUMABLE, ProgressBar, WallClock, already_past_stop, begin_run, check_losses_finite,
+                               checkpoint_on_interrupt, dropout_overrides, learning_rate_at, load_checkpoint,
+                               optimizer_groups, rng_states, run_progress, save_checkpoint, seed_this_rank,
+                               set_learning_rate, set_rng_states, stop_requested, truncate_log)
 from minibert.transformer_with_heads import TransformerWithHeads
 
 
@@ -284,6 +284,8 @@ def train(settings, context, device):
         clock.mark(phase)
         if settings["resume"] and checkpoint_path.is_file():
             checkpoint = load_checkpoint(checkpoint_path, settings, RESUMABLE)
+            if already_past_stop(checkpoint, settings, say):  # stopped there already
+                return None
             # The settings match, but a data file may have changed: a head's ids must name the same labels.
             for task in group:
                 saved = checkpoint.get("head_labels", {}).get(task.name, task.label_map.names)  # (older: unknown)
@@ -378,7 +380,9 @@ def train(settings, context, device):
                 elapsed += time.perf_counter() - step_started
                 if settings["max_minutes"]:  # every rank must agree on when the time is up
                     elapsed = distributed.from_rank0(elapsed, context)
-                bar.update(step, elapsed, **{f"L_{t.name}": f"{loss.item():.3f}" for t, loss in zip(group, losses)})
+                step_losses = {t.name: loss.item() for t, loss in zip(group, losses)}
+                check_losses_finite(step, step_losses, checkpoint_path)  # before this step is scored or saved
+                bar.update(step, elapsed, **{f"L_{name}": f"{loss:.3f}" for name, loss in step_losses.items()})
 
                 # evaluate, log, keep the best, checkpoint
                 # --stop_at_step is an interruption: it checkpoints, but scores dev (and keeps a best
@@ -392,7 +396,7 @@ def train(settings, context, device):
                 if context.is_main:
                     with open(log_path, "a", newline="") as f:
                         csv.writer(f).writerow([step, f"{elapsed:.1f}", f"{lr:.3e}",
-                                                *[f"{l.item():.4f}" for l in losses], *[f"{w:.4f}" for w in weights_used],
+                                                *[f"{loss:.4f}" for loss in step_losses.values()], *[f"{w:.4f}" for w in weights_used],
                                                 "" if dev is None else f"{score:.4f}",
                                                 *["" if dev is None else f"{main_metrics[t.name]:.4f}" for t in group]])
                 if dev is not None:

@@ -169,8 +169,41 @@ def set_rng_states(states):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or infinite. A ValueError, so that the command line
+    says it in one line (overrides.run_from_command_line): the cause is a setting (the
+    learning rate, float16), and the traceback would point at the loop, not at it."""
+
+
+DIVERGED_ADVICE = ("rerunning with the same settings diverges the same way: lower --learning_rate "
+                   "(or train in bfloat16 or float32 rather than float16), then start afresh with --overwrite=true")
+
+
+def check_losses_finite(step, losses, checkpoint_path):
+    """Stop a run whose loss became NaN or infinite, before it evaluates, logs or checkpoints
+    that step: once the loss is NaN so is every gradient, and every later step trains nothing.
+    `losses`: {name: value} of this step's training losses, read from the device anyway for
+    the progress bar (no extra wait for a GPU)."""
+    bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+    if bad:
+        named = ", ".join(f"{name} {value}" for name, value in bad.items())
+        kept = f"the last checkpoint, {checkpoint_path}, is from an earlier step" if checkpoint_path.is_file() \
+            else "no checkpoint was written before it"
+        raise TrainingDiverged(f"the training loss became {named} at step {step}: training diverged, the run stops "
+                               f"here and {kept}; {DIVERGED_ADVICE}")
+
+
 def save_checkpoint(path, checkpoint):
-    """Write to a temporary file, then rename: a crash mid-write never corrupts the last one."""
+    """Write to a temporary file, then rename: a crash mid-write never corrupts the last one.
+    Weights that hold NaN or infinity are not written: the last good checkpoint is kept (a
+    step can end with a finite loss and NaN weights, if its gradients overflowed)."""
+    broken = [name for name, value in checkpoint.get("model", {}).items()
+              if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        kept = "the last checkpoint there is kept" if path.is_file() else "no checkpoint was written before it"
+        raise TrainingDiverged(f"not writing {path} at step {checkpoint.get('step')}: the weights hold NaN or infinity "
+                               f"({broken[0]}{f' and {len(broken) - 1} more' if len(broken) > 1 else ''}); training "
+                               f"diverged, and {kept}; {DIVERGED_ADVICE}")
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
@@ -385,6 +418,19 @@ def stop_requested(step, settings, say, interrupted=False):
     if step != settings["stop_at_step"]:
         return False
     say(f"stopping at step {step} as asked (--stop_at_step); continue with --resume=true")
+    return True
+
+
+def already_past_stop(checkpoint, settings, say):
+    """A resumed run whose checkpoint is at or past --stop_at_step, short of the end: that run
+    stopped there already, so the same command run again trains no further (it used to train
+    on to the end, the step it stops at never coming again)."""
+    step = checkpoint["step"]
+    unfinished = run_progress(step, settings["max_steps"], checkpoint["elapsed"], settings["max_minutes"]) < 1.0
+    if not (unfinished and 0 < settings["stop_at_step"] <= step):
+        return False
+    say(f"the checkpoint is at step {step}, at or past --stop_at_step={settings['stop_at_step']}: nothing to train; "
+        f"continue with a later --stop_at_step, or 0 to train to the end")
     return True
 
 
