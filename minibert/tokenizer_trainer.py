@@ -359,6 +359,10 @@ class PairStatistics:
         self.token_pairs[pair[1]].discard(pair)
 
 
+class NoWords(ValueError):
+    """The text to learn from holds no word at all."""
+
+
 def learn_vocab(word_counts: dict[str, int], vocab_size: int, min_frequency: int, limit_alphabet: int | None,
                 special_tokens=SPECIAL_TOKENS, algorithm: str = "bpe", show_progress: bool = False,
                 verbose: bool = False) -> list[str]:
@@ -369,8 +373,8 @@ def learn_vocab(word_counts: dict[str, int], vocab_size: int, min_frequency: int
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm={algorithm!r}: choose one of {ALGORITHMS}")
     if not word_counts:
-        raise ValueError("no words to learn from: the training text is empty (or only whitespace and control "
-                         "characters). Check the file names and their contents.")
+        raise NoWords("no words to learn from: the training text is empty (or only whitespace and control "
+                      "characters). Check the file names and their contents.")
     vocab, words, counts = initial_vocab_and_words(word_counts, special_tokens, limit_alphabet)
     token_ids = {token: token_id for token_id, token in enumerate(vocab)}
     stats = PairStatistics(words, counts, len(vocab))
@@ -454,7 +458,11 @@ class WordPieceTrainer:
                            self.special_tokens, self.algorithm, self.show_progress, self.verbose)
 
     def train(self, files, errors: str = "strict") -> list[str]:
-        return self.train_from_iterator(read_lines(files, errors))
+        files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        try:
+            return self.train_from_iterator(read_lines(files, errors))
+        except NoWords as error:  # said with the files' names: which of a run's inputs was empty
+            raise NoWords(f"{', '.join(str(path) for path in files)}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------
