@@ -13,7 +13,7 @@ the others get -100, which the loss ignores. Predictions go the other way: a wor
 is the tag predicted at its first piece. A sentence longer than the model's window is cut
 into word windows that fit, never mid-word, so no gold word goes unscored.
 
-    python -m minibert.finetuning_data          # print a sample of each task, aligned
+    python -m minibert.finetuning_data --vocab=DIR   # print a sample of each task, aligned (DIR: a folder with vocab.txt)
 """
 
 import csv
