@@ -2,7 +2,9 @@
 
 Every head has the same call: `head(hidden_states, attention_mask=None, labels=None)`
 returns `(loss, output)`, with `loss=None` when no labels are given. Each head also
-describes itself (`describe()`) so that a saved model can rebuild its heads.
+describes itself (`describe()`) so that a saved model can rebuild its heads, and a head
+with weights keeps the sizes it was built for (`hidden_size`, and `vocab_size` for the MLM
+head), so that TransformerWithHeads.add_head can refuse one that does not fit the model.
 """
 
 import torch
@@ -59,6 +61,7 @@ class MaskedLanguageModelingHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -151,6 +154,7 @@ class SentenceClassificationHead(nn.Module):
             raise ValueError(f"a classifier needs at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
         self.pooling = pooling
+        self.hidden_size = config.hidden_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.apply(lambda module: init_bert_weights(module, config))
@@ -174,6 +178,7 @@ class TokenClassificationHead(nn.Module):
         if num_labels < 2:
             raise ValueError(f"a token classifier needs at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
+        self.hidden_size = config.hidden_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.apply(lambda module: init_bert_weights(module, config))

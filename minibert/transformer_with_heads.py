@@ -39,6 +39,21 @@ class TransformerWithHeads(nn.Module):
         self.unused_pooler = {}
 
     def add_head(self, name, head):
+        if not isinstance(name, str):
+            raise TypeError(f"head name must be a string such as 'classification', got {type(name).__name__} {name!r}")
+        if not isinstance(head, nn.Module):
+            got, example = ((f"the class {head.__name__}", f"{head.__name__}(model.config, ...)") if isinstance(head, type)
+                            else (type(head).__name__, "SentenceClassificationHead(model.config, num_labels)"))
+            raise TypeError(f"head {name!r} must be an nn.Module, got {got}; pass a head built from this model's "
+                            f"config: {example}")
+        for size in ("hidden_size", "vocab_size"):
+            # A head keeps the sizes it was built for; one from another config would fail at its first
+            # matrix product, and a model saved with it would not load back.
+            built_for, expected = getattr(head, size, None), getattr(self.config, size)
+            if built_for is not None and built_for != expected:
+                raise ValueError(f"head {name!r} ({type(head).__name__}) was built for {size} {built_for}, but the "
+                                 f"model's {size} is {expected}; build it from the model's config: "
+                                 f"{type(head).__name__}(model.config, ...)")
         if not name.isidentifier():
             raise ValueError(f"head name {name!r} must be a Python identifier (letters, digits, _)")
         if name in self.heads:
