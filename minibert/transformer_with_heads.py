@@ -21,7 +21,7 @@ from .checkpoint import (TASK_HEAD_PREFIXES, find_weights, hf_state_dict, load_c
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
 from .mixture import MultiGateMixture
-from .model import BertModel
+from .model import BertModel, read_back_checks
 from .safetensors import save_file
 
 
@@ -79,8 +79,8 @@ class TransformerWithHeads(nn.Module):
         self.config.extra["minibert_mixture"] = self.mixture.describe()
         return self.mixture
 
-    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None, task=None):
-        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None, task=None, inputs_checked=False):
+        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids, inputs_checked)  # (B, T, H)
         if self.mixture is None:
             return hidden_states
         if task is None:
@@ -94,12 +94,16 @@ class TransformerWithHeads(nn.Module):
             raise ValueError(f"no head named {head!r}; this model has {list(self.heads)}")
         if head is None and (labels is not None or head_options):
             raise ValueError("labels and head options need a head: call model(input_ids, head=name, labels=labels)")
+        checks = self.encoder.check_inputs(input_ids, attention_mask, token_type_ids)
+        if labels is not None and hasattr(self.heads[head], "check_labels"):
+            checks.append(self.heads[head].check_labels(labels, input_ids.shape, input_ids.device, f"head {head!r}"))
+        read_back_checks(checks)  # inputs and labels in one read-back (on a GPU, one wait per step)
         if self.mixture is not None:  # each head reads its own gated mixture
             names = [head] if head is not None else list(self.heads)
-            hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name)
-                      for name in names}
+            hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name,
+                                                    inputs_checked=True) for name in names}
         else:
-            shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
+            shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids, inputs_checked=True)
             hidden = {name: shared for name in ([head] if head is not None else self.heads)}
         if head is not None:
             return self.heads[head](hidden[head], attention_mask=attention_mask, labels=labels, **head_options)

@@ -52,3 +52,98 @@ def test_add_head_refuses_a_name_that_is_not_a_string():
     model = TransformerWithHeads(odd_config())
     with pytest.raises(TypeError, match=r"head name must be a string .*got int 0"):
         model.add_head(0, TokenClassificationHead(model.config, 2))
+
+
+# ---- labels: checked before the loss, in the encoder's one read-back
+
+
+def model_with_heads():
+    model = TransformerWithHeads(odd_config())
+    model.add_head("cls", SentenceClassificationHead(model.config, 3))
+    model.add_head("tagger", TokenClassificationHead(model.config, 3))
+    model.add_head("mlm", MaskedLanguageModelingHead(model.config))
+    return model
+
+
+SHAPE = (2, 5)  # (B, T) of the inputs below
+EXPECTED = {"cls": r"labels of shape \(2,\)", "tagger": r"labels of shape \(2, 5\)", "mlm": r"labels of shape \(2, 5\)"}
+LABEL_CASES = [
+    ("cls", torch.tensor([0, 7]), r"in \[0, 3\) or -100 \(ignored\); got 7"),
+    ("cls", torch.tensor([-1, 2]), r"in \[0, 3\) or -100 \(ignored\); got -1"),
+    ("cls", torch.tensor([0, 1, 2]), r"got shape \(3,\)"),
+    ("cls", torch.tensor([[0], [1]]), r"got shape \(2, 1\)"),
+    ("cls", torch.tensor([0.0, 1.0]), r"class indices \(torch\.long\).*got torch\.float32; .*labels\.long\(\)"),
+    ("cls", [0, 1], r"got a list; make it a tensor: torch\.tensor\(labels\)"),
+    ("tagger", torch.full(SHAPE, 3), r"in \[0, 3\) or -100 \(ignored\); got 3"),
+    ("tagger", torch.zeros(2, 4, dtype=torch.long), r"got shape \(2, 4\)"),
+    ("tagger", torch.zeros(10, dtype=torch.long), r"got shape \(10,\)"),
+    ("mlm", torch.full(SHAPE, 99), r"in \[0, 99\) or -100 \(ignored\); got 99"),
+    ("mlm", torch.zeros(2, 4, dtype=torch.long), r"got shape \(2, 4\)"),
+    ("mlm", torch.zeros(SHAPE, dtype=torch.int32), r"got torch\.int32"),
+]
+
+
+LABEL_CASES += [(head, labels, expected) for head, labels, expected in LABEL_CASES if head == "mlm"]  # with slots
+
+
+@pytest.mark.parametrize("case", range(len(LABEL_CASES)),
+                         ids=[f"{c[0]}-{i}" + ("-slots" if i >= 12 else "") for i, c in enumerate(LABEL_CASES)])
+def test_wrong_labels_are_one_clear_error_naming_the_head(case):
+    head, labels, expected = LABEL_CASES[case]
+    options = {"max_predictions": 5} if case >= 12 else {}  # the MLM head's prediction slots
+    model = model_with_heads()
+    input_ids = torch.randint(5, 99, SHAPE)
+    with pytest.raises(ValueError, match=f"head '{head}' .*{EXPECTED[head]}.*{expected}"):
+        model(input_ids, head=head, labels=labels, **options)
+
+
+def test_labels_on_another_device_than_the_inputs_are_named():
+    model = model_with_heads()
+    labels = torch.zeros(2, dtype=torch.long, device="meta")
+    with pytest.raises(ValueError, match=r"head 'cls' .*the labels are on meta, the inputs on cpu; move them: labels\.to\('cpu'\)"):
+        model(torch.randint(5, 99, SHAPE), head="cls", labels=labels)
+
+
+def test_a_head_called_on_its_own_checks_its_labels_shape_and_type():
+    model = model_with_heads()
+    hidden_states = torch.randn(2, 5, 32)
+    with pytest.raises(ValueError, match=r"SentenceClassificationHead .*labels of shape \(2,\).*got shape \(2, 5\)"):
+        model.heads["cls"](hidden_states, labels=torch.zeros(SHAPE, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"TokenClassificationHead .*got torch\.float32"):
+        model.heads["tagger"](hidden_states, labels=torch.zeros(SHAPE))
+
+
+def test_minus_100_is_ignored_by_every_head_as_in_transformers():
+    """transformers' heads use CrossEntropyLoss's ignore_index=-100, the sentence classifier's too."""
+    model = model_with_heads().eval()
+    input_ids = torch.randint(5, 99, SHAPE)
+    loss, logits = model(input_ids, head="cls", labels=torch.tensor([-100, 2]))
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits[1:], torch.tensor([2])))
+    tags = torch.tensor([[-100, 0, 1, 2, -100], [2, 2, -100, -100, -100]])
+    loss, logits = model(input_ids, head="tagger", labels=tags)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits[tags != -100], tags[tags != -100]))
+
+
+class ReadBacks(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the times a tensor's value is read back to Python (on a GPU, the host waits for
+    the device each time): .item(), bool(tensor), if tensor.any()."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("head, options", [("cls", {}), ("tagger", {}), ("mlm", {"max_predictions": 3})])
+def test_checking_the_labels_adds_no_read_back(head, options):
+    model = model_with_heads()
+    input_ids, attention_mask, token_type_ids = random_batch(model.config, batch=2, seq=5)
+    labels = torch.tensor([1, 2]) if head == "cls" else torch.tensor([[-100, 1, 2, -100, -100], [0] + [-100] * 4])
+    with ReadBacks() as without_labels:
+        model(input_ids, attention_mask, token_type_ids)
+    with ReadBacks() as with_labels:
+        model(input_ids, attention_mask, token_type_ids, head=head, labels=labels, **options)
+    assert without_labels.count == with_labels.count == 1
