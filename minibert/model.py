@@ -195,13 +195,27 @@ class BertModel(nn.Module):
             raise ValueError("input_ids must be an integer tensor of shape (batch, seq_len); "
                              "use the tokenizer with return_tensors='pt'")
         B, T = input_ids.shape
+        if T == 0:  # the mean of no token vectors would be NaN
+            raise ValueError(f"input_ids has no tokens (shape {(B, T)}); every row holds at least [CLS] and [SEP]: "
+                             f"use the tokenizer")
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings "
                              f"({self.config.max_position_embeddings}); truncate the input "
                              f"(tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings}))")
         for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if tensor is not None and tensor.shape != input_ids.shape:
+            if tensor is None:
+                continue
+            if not torch.is_tensor(tensor):
+                raise ValueError(f"{name} must be a tensor of shape {(B, T)}, got a {type(tensor).__name__}; "
+                                 f"make it one (torch.tensor({name})) or use the tokenizer with return_tensors='pt'")
+            if tensor.shape != input_ids.shape:
                 raise ValueError(f"{name} has shape {tuple(tensor.shape)} but input_ids has {tuple(input_ids.shape)}")
+            if tensor.device != input_ids.device:
+                raise ValueError(f"{name} is on {tensor.device} but input_ids on {input_ids.device}; "
+                                 f"move it: {name}.to({str(input_ids.device)!r})")
+        if token_type_ids is not None and token_type_ids.dtype not in (torch.long, torch.int):
+            raise ValueError(f"token_type_ids must be integers (0 or 1), got {token_type_ids.dtype}; "
+                             f"convert with token_type_ids.long()")
         checks = [(
             (input_ids < 0) | (input_ids >= self.config.vocab_size),
             lambda: f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size), got values in "
@@ -209,6 +223,12 @@ class BertModel(nn.Module):
         if token_type_ids is not None:
             checks.append(((token_type_ids < 0) | (token_type_ids >= self.config.type_vocab_size),
                            lambda: f"token_type_ids must lie in [0, {self.config.type_vocab_size})"))
+        if attention_mask is not None:
+            # Another value would be silently wrong: (1 - mask) * min is no mask for a 2, a half mask
+            # for a 0.5, where transformers attends to any non-zero position and mean pooling weighs it.
+            bad_mask = (attention_mask != 0) & (attention_mask != 1)
+            checks.append((bad_mask, lambda: f"attention_mask must hold 1 (a token) and 0 (padding) only, got "
+                                             f"{attention_mask[bad_mask][0].item():g}"))
         return checks
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, inputs_checked=False):

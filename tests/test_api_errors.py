@@ -147,3 +147,61 @@ def test_checking_the_labels_adds_no_read_back(head, options):
     with ReadBacks() as with_labels:
         model(input_ids, attention_mask, token_type_ids, head=head, labels=labels, **options)
     assert without_labels.count == with_labels.count == 1
+
+
+# ---- the encoder's inputs: attention_mask and token_type_ids
+
+
+@pytest.mark.parametrize("inputs, expected", [
+    (dict(attention_mask=[[1] * 5] * 2), r"attention_mask must be a tensor of shape \(2, 5\), got a list; .*torch\.tensor"),
+    (dict(token_type_ids=[[0] * 5] * 2), r"token_type_ids must be a tensor of shape \(2, 5\), got a list; .*torch\.tensor"),
+    (dict(token_type_ids=torch.zeros(2, 5)), r"token_type_ids must be integers \(0 or 1\), got torch\.float32; "
+                                             r".*token_type_ids\.long\(\)"),
+    (dict(attention_mask=torch.ones(2, 5, device="meta")), r"attention_mask is on meta but input_ids on cpu"),
+    (dict(attention_mask=torch.tensor([[1, 1, 2, 0, 0]] * 2)), r"attention_mask must hold 1 \(a token\) and 0 "
+                                                              r"\(padding\) only, got 2"),
+    (dict(attention_mask=torch.tensor([[1, 1, 0.5, 0, 0]] * 2)), r"attention_mask must hold 1 \(a token\) and 0 "
+                                                                r"\(padding\) only, got 0\.5"),
+], ids=["mask list", "types list", "types float", "mask device", "mask 2", "mask 0.5"])
+def test_wrong_masks_and_token_types_are_named(inputs, expected):
+    model = TransformerWithHeads(odd_config())
+    with pytest.raises(ValueError, match=expected):
+        model(torch.randint(5, 99, SHAPE), **inputs)
+
+
+def test_input_ids_without_tokens_are_refused():
+    # Before: a (B, 0) batch gave NaN sentence vectors (the mean of nothing); transformers raises from a reshape.
+    model = TransformerWithHeads(odd_config())
+    model.add_head("embedding", SentenceEmbeddingHead())
+    with pytest.raises(ValueError, match=r"input_ids has no tokens \(shape \(2, 0\)\); .*\[CLS\] and \[SEP\]"):
+        model(torch.zeros(2, 0, dtype=torch.long))
+
+
+def reference_model(model):
+    """transformers' BertModel (eager attention) with our model's weights."""
+    from transformers import BertConfig as ReferenceConfig
+    from transformers import BertModel as ReferenceModel
+    from minibert.checkpoint import hf_state_dict
+    config = ReferenceConfig(**{k: v for k, v in model.config.to_dict().items() if k != "fused_attention"})
+    config._attn_implementation = "eager"
+    reference = ReferenceModel(config, add_pooling_layer=False).eval()
+    reference.load_state_dict({k.removeprefix("bert."): v for k, v in hf_state_dict(model).items()}, strict=False)
+    return reference
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_masks_of_bool_int_or_float_and_an_all_padding_row_match_transformers(fused):
+    """A row with no token at all is attended uniformly (the reference's finite mask value, no
+    NaN), and mean pooling gives it the zero vector, as sentence-transformers' Pooling does."""
+    model = TransformerWithHeads(odd_config(fused_attention=fused)).eval()
+    model.add_head("embedding", SentenceEmbeddingHead())
+    reference = reference_model(model)
+    input_ids = torch.randint(5, 99, (3, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [0] * 6, [1] * 6])
+    for attention_mask in (mask, mask.bool(), mask.float(), mask.int()):
+        with torch.no_grad():
+            expected = reference(input_ids, attention_mask=attention_mask).last_hidden_state
+            got = model.get_encoder_output(input_ids, attention_mask)
+            pooled = model(input_ids, attention_mask, head="embedding")[1]
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        assert torch.equal(pooled[1], torch.zeros(32))
