@@ -205,3 +205,49 @@ def test_masks_of_bool_int_or_float_and_an_all_padding_row_match_transformers(fu
             pooled = model(input_ids, attention_mask, head="embedding")[1]
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         assert torch.equal(pooled[1], torch.zeros(32))
+
+
+# ---- SentenceEmbedder: what sentence-transformers accepts, with the same result
+
+
+@pytest.fixture(scope="module")
+def embedders(minilm_dir):
+    from sentence_transformers import SentenceTransformer
+    from minibert.embedder import SentenceEmbedder
+    return SentenceEmbedder.from_pretrained(minilm_dir), SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+def test_encode_of_one_string_is_one_vector_as_in_sentence_transformers(embedders):
+    ours, reference = embedders
+    vector = ours.encode("A plane is taking off.")
+    assert vector.shape == (384,)
+    assert abs(vector @ reference.encode("A plane is taking off.") - 1) < 1e-5
+    assert (vector == ours.encode(["A plane is taking off."])[0]).all()
+
+
+def test_similarity_of_two_strings_is_a_1_by_1_matrix_as_in_sentence_transformers(embedders):
+    ours, reference = embedders
+    got = ours.similarity("A plane is taking off.", "An air plane is taking off.")
+    expected = reference.similarity(reference.encode("A plane is taking off."), reference.encode("An air plane is taking off."))
+    assert got.shape == (1, 1)
+    assert abs(got[0, 0] - expected[0, 0].item()) < 1e-5
+    assert ours.similarity("A plane is taking off.", ["a", "b"]).shape == (1, 2)
+
+
+def test_empty_lists_give_empty_results(embedders):
+    ours, _ = embedders
+    assert ours.encode([]).shape == (0, 384)
+    assert ours.similarity([], []).shape == (0, 0)
+    assert ours.similarity(["a"], []).shape == (1, 0)
+
+
+@pytest.mark.parametrize("sentences, expected", [
+    (None, r"encode takes a sentence or a list of sentences \(strings\), got None"),
+    (7, r"encode takes a sentence or a list of sentences \(strings\), got 7"),
+    (["a", None], r"texts\[1\] is None; each text must be a string"),  # the tokenizer's check
+    ([b"bytes"], r"texts\[0\] is b'bytes'; each text must be a string"),
+], ids=["None", "an int", "a None item", "a bytes item"])
+def test_encode_names_what_is_not_a_sentence(embedders, sentences, expected):
+    ours, _ = embedders
+    with pytest.raises(TypeError, match=expected):
+        ours.encode(sentences)
