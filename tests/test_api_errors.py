@@ -251,3 +251,97 @@ def test_encode_names_what_is_not_a_sentence(embedders, sentences, expected):
     ours, _ = embedders
     with pytest.raises(TypeError, match=expected):
         ours.encode(sentences)
+
+
+# ---- the tokenizer's call and decode, against transformers' BertTokenizerFast
+
+
+@pytest.fixture(scope="module")
+def tokenizers(minilm_dir):
+    from transformers import BertTokenizerFast
+    from minibert.tokenizer import WordPieceTokenizer
+    return WordPieceTokenizer.from_pretrained(minilm_dir), BertTokenizerFast.from_pretrained(minilm_dir)
+
+
+@pytest.mark.filterwarnings("ignore:`max_length` is ignored")  # transformers, when it does not truncate
+@pytest.mark.parametrize("truncation", ["do_not_truncate", "longest_first", False, True, None])
+def test_truncation_strategies_by_name_do_what_they_do_in_transformers(tokenizers, truncation):
+    # Before: any non-empty string was true, so "do_not_truncate" truncated.
+    ours, fast = tokenizers
+    texts, pairs = ["hello big wide world", "a"], ["one two three", "b"]
+    got = ours(texts, pairs, truncation=truncation, max_length=6, return_tensors=None)
+    expected = fast(texts, pairs, truncation=truncation, max_length=6, padding=True)
+    assert got["input_ids"] == expected["input_ids"]
+
+
+@pytest.mark.parametrize("truncation", ["only_first", "only_second", "longest"])
+def test_a_truncation_strategy_we_do_not_have_is_refused(tokenizers, truncation):
+    ours, _ = tokenizers
+    with pytest.raises(ValueError, match=f"truncation='{truncation}' is not supported: use True "
+                                         r"\('longest_first'\) or False \('do_not_truncate'\)"):
+        ours(["hello world"], ["a b"], truncation=truncation, max_length=5)
+
+
+@pytest.mark.parametrize("max_length", [3.0, "3", True, -1])
+def test_max_length_that_is_not_a_length_is_named(tokenizers, max_length):
+    ours, _ = tokenizers
+    with pytest.raises(ValueError, match=rf"max_length must be a positive integer or None, got {max_length!r}"):
+        ours(["hello world"], max_length=max_length)
+
+
+@pytest.mark.parametrize("pair, max_length, special", [(None, 1, 2), (["a b"], 2, 3)])
+def test_max_length_below_the_special_tokens_is_refused(tokenizers, pair, max_length, special):
+    # transformers warns and returns the text untruncated, longer than max_length; we refuse.
+    ours, _ = tokenizers
+    with pytest.raises(ValueError, match=rf"max_length={max_length} leaves no room for the {special} special tokens; "
+                                         rf"use max_length >= {special} or truncation=False"):
+        ours(["hello world"], pair, max_length=max_length)
+
+
+def test_return_tensors_np_gives_the_arrays_transformers_gives(tokenizers):
+    import numpy as np
+    ours, fast = tokenizers
+    got = ours(["hello world", "a"], return_tensors="np")
+    expected = fast(["hello world", "a"], padding=True, truncation=True, return_tensors="np")
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert got[key].dtype == np.int64 and (got[key] == expected[key]).all()
+    with pytest.raises(ValueError, match=r"return_tensors='tf': use 'pt', 'np' or None"):
+        ours(["a"], return_tensors="tf")
+
+
+@pytest.mark.parametrize("texts, pairs, expected", [
+    (None, None, r"texts must be a string or a list of strings, got None"),
+    (["hello"], "world", r"text_pairs is one string but texts a list of 1; .*a list of 1 second texts"),
+], ids=["None", "a list and one pair"])
+def test_texts_of_the_wrong_kind_are_named(tokenizers, texts, pairs, expected):
+    # transformers: "You need to specify either `text` or `text_target`." and a TypeError on the pair.
+    ours, _ = tokenizers
+    with pytest.raises(TypeError, match=expected):
+        ours(texts, pairs)
+
+
+@pytest.mark.parametrize("ids", [7592, torch.tensor(7592)], ids=["an int", "a 0-d tensor"])
+def test_decode_of_one_id_is_its_token_as_in_transformers(tokenizers, ids):
+    ours, fast = tokenizers
+    assert ours.decode(ids) == fast.decode(ids) == "hello"
+
+
+@pytest.mark.parametrize("ids, expected", [
+    (torch.tensor([[101, 7592, 102]]), r"ids must be one sequence of token ids, got a batch of 1 sequences; "
+                                       r"decode each row: \[tokenizer\.decode\(row\) for row in ids\]"),
+    ([[101, 7592]], r"ids must be one sequence of token ids, got a batch of 1 sequences"),
+    (None, r"ids must be a list or 1-D tensor of token ids, got None"),
+    ([101, 30522], r"id 30522 is not in the vocabulary \(0\.\.30521\)"),  # transformers: '' without a word
+], ids=["2-D tensor", "nested list", "None", "id too large"])
+def test_decode_of_what_is_not_a_sequence_of_ids_is_named(tokenizers, ids, expected):
+    ours, _ = tokenizers
+    with pytest.raises((ValueError, TypeError), match=expected):
+        ours.decode(ids)
+
+
+def test_texts_from_a_generator_are_all_encoded(tokenizers):
+    # Before: the type checks used the generator up, and the batch came back empty.
+    ours, _ = tokenizers
+    got = ours((text for text in ["hello world", "a"]), return_tensors=None)
+    assert got["input_ids"] == ours(["hello world", "a"], return_tensors=None)["input_ids"] == [[101, 7592, 2088, 102],
+                                                                                              [101, 1037, 102, 0]]
