@@ -224,8 +224,8 @@ class BertModel(nn.Module):
             checks.append(((token_type_ids < 0) | (token_type_ids >= self.config.type_vocab_size),
                            lambda: f"token_type_ids must lie in [0, {self.config.type_vocab_size})"))
         if attention_mask is not None:
-            # Another value would be silently wrong: (1 - mask) * min is no mask for a 2, a half mask
-            # for a 0.5, where transformers attends to any non-zero position and mean pooling weighs it.
+            # Another value would be silently wrong: (1 - mask) * min makes a 2 a huge bonus and a 0.5
+            # half a mask, where transformers attends to any non-zero position (and mean pooling weighs it).
             bad_mask = (attention_mask != 0) & (attention_mask != 1)
             checks.append((bad_mask, lambda: f"attention_mask must hold 1 (a token) and 0 (padding) only, got "
                                              f"{attention_mask[bad_mask][0].item():g}"))

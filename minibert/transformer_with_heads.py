@@ -42,8 +42,9 @@ class TransformerWithHeads(nn.Module):
         if not isinstance(name, str):
             raise TypeError(f"head name must be a string such as 'classification', got {type(name).__name__} {name!r}")
         if not isinstance(head, nn.Module):
-            got, example = ((f"the class {head.__name__}", f"{head.__name__}(model.config, ...)") if isinstance(head, type)
-                            else (type(head).__name__, "SentenceClassificationHead(model.config, num_labels)"))
+            got, example = (type(head).__name__, "SentenceClassificationHead(model.config, num_labels)")
+            if isinstance(head, type):  # the class itself, not built
+                got, example = f"the class {head.__name__}", f"{head.__name__}(model.config, ...)"
             raise TypeError(f"head {name!r} must be an nn.Module, got {got}; pass a head built from this model's "
                             f"config: {example}")
         for size in ("hidden_size", "vocab_size"):

@@ -83,14 +83,15 @@ LABEL_CASES = [
 ]
 
 
+WITHOUT_SLOTS = len(LABEL_CASES)
 LABEL_CASES += [(head, labels, expected) for head, labels, expected in LABEL_CASES if head == "mlm"]  # with slots
 
 
-@pytest.mark.parametrize("case", range(len(LABEL_CASES)),
-                         ids=[f"{c[0]}-{i}" + ("-slots" if i >= 12 else "") for i, c in enumerate(LABEL_CASES)])
+@pytest.mark.parametrize("case", range(len(LABEL_CASES)), ids=[
+    f"{head}-{i}" + ("-slots" if i >= WITHOUT_SLOTS else "") for i, (head, _, _) in enumerate(LABEL_CASES)])
 def test_wrong_labels_are_one_clear_error_naming_the_head(case):
     head, labels, expected = LABEL_CASES[case]
-    options = {"max_predictions": 5} if case >= 12 else {}  # the MLM head's prediction slots
+    options = {"max_predictions": 5} if case >= WITHOUT_SLOTS else {}  # the MLM head's prediction slots
     model = model_with_heads()
     input_ids = torch.randint(5, 99, SHAPE)
     with pytest.raises(ValueError, match=f"head '{head}' .*{EXPECTED[head]}.*{expected}"):
@@ -100,7 +101,8 @@ def test_wrong_labels_are_one_clear_error_naming_the_head(case):
 def test_labels_on_another_device_than_the_inputs_are_named():
     model = model_with_heads()
     labels = torch.zeros(2, dtype=torch.long, device="meta")
-    with pytest.raises(ValueError, match=r"head 'cls' .*the labels are on meta, the inputs on cpu; move them: labels\.to\('cpu'\)"):
+    expected = r"head 'cls' .*the labels are on meta, the inputs on cpu; move them: labels\.to\('cpu'\)"
+    with pytest.raises(ValueError, match=expected):
         model(torch.randint(5, 99, SHAPE), head="cls", labels=labels)
 
 
@@ -153,8 +155,8 @@ def test_checking_the_labels_adds_no_read_back(head, options):
 
 
 @pytest.mark.parametrize("inputs, expected", [
-    (dict(attention_mask=[[1] * 5] * 2), r"attention_mask must be a tensor of shape \(2, 5\), got a list; .*torch\.tensor"),
-    (dict(token_type_ids=[[0] * 5] * 2), r"token_type_ids must be a tensor of shape \(2, 5\), got a list; .*torch\.tensor"),
+    (dict(attention_mask=[[1] * 5] * 2), r"attention_mask must be a tensor of shape \(2, 5\), got a list; .*tensor"),
+    (dict(token_type_ids=[[0] * 5] * 2), r"token_type_ids must be a tensor of shape \(2, 5\), got a list; .*tensor"),
     (dict(token_type_ids=torch.zeros(2, 5)), r"token_type_ids must be integers \(0 or 1\), got torch\.float32; "
                                              r".*token_type_ids\.long\(\)"),
     (dict(attention_mask=torch.ones(2, 5, device="meta")), r"attention_mask is on meta but input_ids on cpu"),
@@ -228,7 +230,8 @@ def test_encode_of_one_string_is_one_vector_as_in_sentence_transformers(embedder
 def test_similarity_of_two_strings_is_a_1_by_1_matrix_as_in_sentence_transformers(embedders):
     ours, reference = embedders
     got = ours.similarity("A plane is taking off.", "An air plane is taking off.")
-    expected = reference.similarity(reference.encode("A plane is taking off."), reference.encode("An air plane is taking off."))
+    expected = reference.similarity(reference.encode("A plane is taking off."),
+                                    reference.encode("An air plane is taking off."))
     assert got.shape == (1, 1)
     assert abs(got[0, 0] - expected[0, 0].item()) < 1e-5
     assert ours.similarity("A plane is taking off.", ["a", "b"]).shape == (1, 2)
