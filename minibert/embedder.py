@@ -130,6 +130,7 @@ class SentenceEmbedder:
     def encode(self, sentences, batch_size=32, normalize=None, show_progress=False):
         """-> numpy array (N, H) of float32, one row per sentence, in the order given; of unit
         length if `normalize` (None: as the model directory says, unit length for our own).
+        One string gives one vector (H,), as in sentence-transformers.
 
         Every sentence is tokenised first, then batched by token count, so that a batch
         holds little padding (often none: then no attention mask is needed at all);
@@ -138,10 +139,13 @@ class SentenceEmbedder:
         GPU never waits for the host between batches.
         """
         if isinstance(sentences, str):
-            raise ValueError("encode takes a list of sentences; wrap a single one in a list")
+            return self.encode([sentences], batch_size, normalize, show_progress)[0]  # (H,)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        sentences = list(sentences)
+        try:
+            sentences = list(sentences)
+        except TypeError:
+            raise TypeError(f"encode takes a sentence or a list of sentences (strings), got {sentences!r}") from None
         if not sentences:
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         normalize = self.normalize if normalize is None else normalize
@@ -168,9 +172,10 @@ class SentenceEmbedder:
         return out
 
     def similarity(self, sentences_a, sentences_b=None):
-        """Cosine similarity matrix between two lists (or a list and itself)."""
-        a = self.encode(sentences_a, normalize=True)
-        b = a if sentences_b is None else self.encode(sentences_b, normalize=True)
+        """Cosine similarity matrix (len(a), len(b)) between two lists (or a list and itself); one
+        string counts as a list of one, as in sentence-transformers."""
+        a = np.atleast_2d(self.encode(sentences_a, normalize=True))  # (N, H), also for one string
+        b = a if sentences_b is None else np.atleast_2d(self.encode(sentences_b, normalize=True))
         return a @ b.T
 
 

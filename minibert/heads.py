@@ -2,7 +2,9 @@
 
 Every head has the same call: `head(hidden_states, attention_mask=None, labels=None)`
 returns `(loss, output)`, with `loss=None` when no labels are given. Each head also
-describes itself (`describe()`) so that a saved model can rebuild its heads.
+describes itself (`describe()`) so that a saved model can rebuild its heads, and a head
+with weights keeps the sizes it was built for (`hidden_size`, and `vocab_size` for the MLM
+head), so that TransformerWithHeads.add_head can refuse one that does not fit the model.
 """
 
 import torch
@@ -33,6 +35,32 @@ def mean_pool(hidden_states, attention_mask=None):
     return summed / counts
 
 
+def check_labels(labels, shape, device, num_classes, head):
+    """Labels that a cross-entropy loss can use, or a ValueError that says what is wrong with
+    them. torch's own errors come from deep inside the loss: on a CPU an IndexError, on a GPU a
+    device-side assert that ends the process and names no labels.
+
+    Labels are class indices (torch.long) of the given shape, each in [0, num_classes) or -100,
+    which the loss ignores (as in transformers, for every head). Type, shape and device are
+    checked now: the host knows them. The values are returned as a (bad, message) check for
+    read_back_checks (model.py): TransformerWithHeads reads it back with the encoder's input
+    checks, in the one read-back a step already has. `head` names the head in the messages.
+    """
+    expected = (f"{head} expects labels of shape {tuple(shape)}: class indices (torch.long) in "
+                f"[0, {num_classes}) or -100 (ignored)")
+    if not torch.is_tensor(labels):
+        raise ValueError(f"{expected}; got a {type(labels).__name__}; make it a tensor: torch.tensor(labels)")
+    if labels.dtype != torch.long:
+        raise ValueError(f"{expected}; got {labels.dtype}; convert class indices with labels.long()")
+    if labels.shape != shape:
+        raise ValueError(f"{expected}; got shape {tuple(labels.shape)}")
+    if labels.device != device:
+        raise ValueError(f"{expected}; the labels are on {labels.device}, the inputs on {device}; "
+                         f"move them: labels.to({str(device)!r})")
+    bad = (labels != -100) & ((labels < 0) | (labels >= num_classes))
+    return bad, lambda: f"{expected}; got {labels[bad][0].item()}"
+
+
 class MaskedLanguageModelingHead(nn.Module):
     """dense -> activation -> LayerNorm -> decoder tied to the word embeddings (+ own bias).
 
@@ -59,6 +87,7 @@ class MaskedLanguageModelingHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.hidden_size, self.vocab_size = config.hidden_size, config.vocab_size
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -100,9 +129,14 @@ class MaskedLanguageModelingHead(nn.Module):
             return labels[labels != -100]
         return labels.gather(1, self.prediction_slots(labels, max_predictions))
 
+    def check_labels(self, labels, input_shape, device, name=None):
+        """One label per token, a vocabulary id or -100; input_shape is (B, T)."""
+        return check_labels(labels, input_shape, device, self.vocab_size, name or type(self).__name__)
+
     def forward(self, hidden_states, attention_mask=None, labels=None, max_predictions=None):
         if labels is None:
             return None, self.logits(hidden_states)  # (B, T, V)
+        self.check_labels(labels, hidden_states.shape[:2], hidden_states.device)
         if max_predictions is None:
             masked_positions = labels != -100  # (B, T) bool
             logits = self.logits(hidden_states[masked_positions])  # (M, V), M = number of masked tokens
@@ -151,14 +185,22 @@ class SentenceClassificationHead(nn.Module):
             raise ValueError(f"a classifier needs at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
         self.pooling = pooling
+        self.hidden_size = config.hidden_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.apply(lambda module: init_bert_weights(module, config))
 
+    def check_labels(self, labels, input_shape, device, name=None):
+        """One label per sentence; input_shape is (B, T)."""
+        return check_labels(labels, input_shape[:1], device, self.num_labels, name or type(self).__name__)
+
     def forward(self, hidden_states, attention_mask=None, labels=None):
         pooled = mean_pool(hidden_states, attention_mask) if self.pooling == "mean" else hidden_states[:, 0]
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
-        loss = None if labels is None else F.cross_entropy(at_least_float32(logits), labels)
+        loss = None
+        if labels is not None:
+            self.check_labels(labels, hidden_states.shape[:2], hidden_states.device)
+            loss = F.cross_entropy(at_least_float32(logits), labels)  # ignores -100
         return loss, logits
 
     def describe(self):
@@ -174,14 +216,20 @@ class TokenClassificationHead(nn.Module):
         if num_labels < 2:
             raise ValueError(f"a token classifier needs at least 2 labels, got {num_labels}")
         self.num_labels = num_labels
+        self.hidden_size = config.hidden_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.apply(lambda module: init_bert_weights(module, config))
+
+    def check_labels(self, labels, input_shape, device, name=None):
+        """One label per token; input_shape is (B, T)."""
+        return check_labels(labels, input_shape, device, self.num_labels, name or type(self).__name__)
 
     def forward(self, hidden_states, attention_mask=None, labels=None):
         logits = self.classifier(self.dropout(hidden_states))  # (B, T, num_labels)
         loss = None
         if labels is not None:
+            self.check_labels(labels, hidden_states.shape[:2], hidden_states.device)
             loss = F.cross_entropy(at_least_float32(logits.reshape(-1, self.num_labels)), labels.reshape(-1),
                                    ignore_index=-100)
         return loss, logits

@@ -156,6 +156,24 @@ def additive_attention_mask(attention_mask, dtype):
     return (1.0 - mask) * torch.finfo(dtype).min
 
 
+def read_back_checks(checks):
+    """Raise the ValueError of the first failed check. A check is (bad, message): `bad` a boolean
+    tensor, True where a value is wrong, and `message()` the error that explains it.
+
+    All the checks are read back to the host at once: on a GPU each read-back makes the host
+    wait for the device, so a training step pays for one, however many checks it has. A
+    compiled graph cannot read a tensor back at all, so under torch.compile the values go
+    unchecked (types and shapes are checked by whoever made the checks, compiled or not).
+    """
+    if not checks or torch.compiler.is_compiling():
+        return
+    if not torch.stack([bad.any() for bad, _ in checks]).any():  # the one read-back
+        return
+    for bad, message in checks:
+        if bad.any():
+            raise ValueError(message())
+
+
 class BertModel(nn.Module):
     """Embeddings followed by num_hidden_layers Blocks. Returns the last hidden states."""
 
@@ -167,33 +185,57 @@ class BertModel(nn.Module):
         self.apply(lambda module: init_bert_weights(module, config))
 
     def check_inputs(self, input_ids, attention_mask, token_type_ids):
-        """Clear errors here instead of an index error deep inside an embedding lookup."""
+        """Clear errors here instead of an index error deep inside an embedding lookup.
+
+        Types and shapes are checked now: the host knows them. The values are returned
+        as (bad, message) checks for read_back_checks, since looking at them makes the host wait
+        for the device; a caller with checks of its own (TransformerWithHeads, a head's labels)
+        reads them all back at once."""
         if not torch.is_tensor(input_ids) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int):
             raise ValueError("input_ids must be an integer tensor of shape (batch, seq_len); "
                              "use the tokenizer with return_tensors='pt'")
         B, T = input_ids.shape
+        if T == 0:  # the mean of no token vectors would be NaN
+            raise ValueError(f"input_ids has no tokens (shape {(B, T)}); every row holds at least [CLS] and [SEP]: "
+                             f"use the tokenizer")
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings "
                              f"({self.config.max_position_embeddings}); truncate the input "
                              f"(tokenizer(..., truncation=True, max_length={self.config.max_position_embeddings}))")
         for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if tensor is not None and tensor.shape != input_ids.shape:
+            if tensor is None:
+                continue
+            if not torch.is_tensor(tensor):
+                raise ValueError(f"{name} must be a tensor of shape {(B, T)}, got a {type(tensor).__name__}; "
+                                 f"make it one (torch.tensor({name})) or use the tokenizer with return_tensors='pt'")
+            if tensor.shape != input_ids.shape:
                 raise ValueError(f"{name} has shape {tuple(tensor.shape)} but input_ids has {tuple(input_ids.shape)}")
-        if torch.compiler.is_compiling():
-            return  # the value checks below read tensors back to Python, which a compiled graph cannot do
-        # One read-back for all the value checks (on a GPU, each makes the host wait for the device).
-        bad = (input_ids < 0) | (input_ids >= self.config.vocab_size)
+            if tensor.device != input_ids.device:
+                raise ValueError(f"{name} is on {tensor.device} but input_ids on {input_ids.device}; "
+                                 f"move it: {name}.to({str(input_ids.device)!r})")
+        if token_type_ids is not None and token_type_ids.dtype not in (torch.long, torch.int):
+            raise ValueError(f"token_type_ids must be integers (0 or 1), got {token_type_ids.dtype}; "
+                             f"convert with token_type_ids.long()")
+        checks = [(
+            (input_ids < 0) | (input_ids >= self.config.vocab_size),
+            lambda: f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size), got values in "
+                    f"[{input_ids.min().item()}, {input_ids.max().item()}]; is the tokenizer's vocab the model's?")]
         if token_type_ids is not None:
-            bad |= (token_type_ids < 0) | (token_type_ids >= self.config.type_vocab_size)
-        if not bad.any():
-            return
-        if input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size:
-            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}) (the vocabulary size), got values in "
-                             f"[{input_ids.min().item()}, {input_ids.max().item()}]; is the tokenizer's vocab the model's?")
-        raise ValueError(f"token_type_ids must lie in [0, {self.config.type_vocab_size})")
+            checks.append(((token_type_ids < 0) | (token_type_ids >= self.config.type_vocab_size),
+                           lambda: f"token_type_ids must lie in [0, {self.config.type_vocab_size})"))
+        if attention_mask is not None:
+            # Another value would be silently wrong: (1 - mask) * min makes a 2 a huge bonus and a 0.5
+            # half a mask, where transformers attends to any non-zero position (and mean pooling weighs it).
+            bad_mask = (attention_mask != 0) & (attention_mask != 1)
+            checks.append((bad_mask, lambda: f"attention_mask must hold 1 (a token) and 0 (padding) only, got "
+                                             f"{attention_mask[bad_mask][0].item():g}"))
+        return checks
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        self.check_inputs(input_ids, attention_mask, token_type_ids)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, inputs_checked=False):
+        """inputs_checked=True: the caller has checked the inputs (TransformerWithHeads does, with
+        the labels, in one read-back)."""
+        if not inputs_checked:
+            read_back_checks(self.check_inputs(input_ids, attention_mask, token_type_ids))
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)

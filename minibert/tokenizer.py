@@ -37,6 +37,8 @@ CONTINUATION_PREFIX = "##"
 MAX_INPUT_CHARS_PER_WORD = 100
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
+# __call__'s truncation: True/False or transformers' names for the two strategies it has.
+TRUNCATION = {True: True, "longest_first": True, False: False, "do_not_truncate": False, None: False}
 
 # transformers' clean_up_tokenization_spaces: in the joined text, in this order.
 _DECODE_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
@@ -270,6 +272,10 @@ class WordPieceTokenizer:
         >>> tokenizer.decode(tokenizer.encode("Hello, unaffable world!"))  # doctest: +SKIP
         'hello , unaffable world !'
         """
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        if isinstance(ids, int):
+            ids = [ids]  # one id, as transformers decodes it
         special_ids = set(self.all_special_ids) if skip_special_tokens else set()
         parts = []
         for token_id in _as_id_list(ids, self.vocab_size):
@@ -303,11 +309,13 @@ class WordPieceTokenizer:
         [SEP] and padding), which is how token classification aligns word labels.
         text_pairs: the second texts; a pair is encoded as [CLS] a [SEP] b [SEP] with
         token_type_ids 0 for "[CLS] a [SEP]" and 1 for "b [SEP]".
-        truncation: cut to max_length (default `model_max_length`), taking tokens from the
-        longer of the two texts first, as HF's "longest_first" does.
+        truncation: True (or "longest_first") cuts to max_length (default `model_max_length`),
+        taking tokens from the longer of the two texts first, as HF's "longest_first" does;
+        False (or "do_not_truncate", None) does not cut.
         padding: True or "longest" pads to the longest row, "max_length" to max_length,
         False not at all. Padding is [PAD] with attention_mask 0 and token type 0.
-        return_tensors: "pt" gives torch LongTensors (B, T); None gives Python lists.
+        return_tensors: "pt" gives torch LongTensors (B, T), "np" numpy int64 arrays; None
+        gives Python lists.
         """
         if is_split_into_words:
             single = bool(texts) and isinstance(texts[0], str)
@@ -316,17 +324,37 @@ class WordPieceTokenizer:
         if single:
             texts = [texts]
             text_pairs = [text_pairs] if text_pairs is not None else None
+        try:
+            texts = list(texts)  # a generator would be used up by the checks below, and encode nothing
+        except TypeError:
+            raise TypeError(f"texts must be a string or a list of strings, got {texts!r}") from None
+        if isinstance(text_pairs, str):
+            raise TypeError(f"text_pairs is one string but texts a list of {len(texts)}; pass a list of "
+                            f"{len(texts)} second texts")
+        if text_pairs is not None:
+            text_pairs = list(text_pairs)
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs; they must pair up one to one")
         if padding is True:
             padding = "longest"
         if padding not in (False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}: use True/'longest', 'max_length' or False")
+        if truncation not in TRUNCATION:  # a strategy's name is a true string, whatever it says
+            raise ValueError(f"truncation={truncation!r} is not supported: use True ('longest_first') or False "
+                             f"('do_not_truncate')")
+        truncation = TRUNCATION[truncation]
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 1):
+            raise ValueError(f"max_length must be a positive integer or None, got {max_length!r}")
+        if return_tensors not in (None, "pt", "np"):
+            raise ValueError(f"return_tensors={return_tensors!r}: use 'pt', 'np' or None")
         if max_length is None and (truncation or padding == "max_length"):
             max_length = self.model_max_length
         n_special = 2 if text_pairs is None else 3
         if truncation and max_length < n_special:
-            raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
+            # transformers warns and returns the text uncut, longer than max_length.
+            raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens; "
+                             f"use max_length >= {n_special} or truncation=False")
 
         for name, batch in (("texts", texts), ("text_pairs", text_pairs or [])):
             for index, text in enumerate(batch):
@@ -362,16 +390,18 @@ class WordPieceTokenizer:
             if is_split_into_words:
                 batch["word_ids"].append(row["word_ids"] + [None] * n_pad)
 
-        if return_tensors == "pt":
-            import torch  # only when asked: the tokenizer itself does not need torch
-
+        if return_tensors is not None:
             lengths = {len(ids) for ids in batch["input_ids"]}
             if len(lengths) > 1:
                 raise ValueError("rows have different lengths; use padding=True to get tensors")
+            # Imported only when asked: the tokenizer itself needs neither torch nor numpy.
             for key in ("input_ids", "attention_mask", "token_type_ids"):
-                batch[key] = torch.tensor(batch[key], dtype=torch.long)
-        elif return_tensors is not None:
-            raise ValueError(f"return_tensors={return_tensors!r}: use 'pt' or None")
+                if return_tensors == "pt":
+                    import torch
+                    batch[key] = torch.tensor(batch[key], dtype=torch.long)
+                else:
+                    import numpy
+                    batch[key] = numpy.array(batch[key], dtype=numpy.int64)
         return batch
 
     def _encode_sequence(self, text, is_split_into_words: bool) -> tuple[list[int], list[int | None]]:
@@ -429,7 +459,12 @@ def _as_id_list(ids, vocab_size: int) -> list[int]:
     """Accept a list, a tuple or a 1-D tensor/array of ids; reject ids outside the vocabulary."""
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
+    if ids is None or isinstance(ids, (str, int)):
+        raise TypeError(f"ids must be a list or 1-D tensor of token ids, got {ids!r}")
     ids = list(ids)
+    if ids and isinstance(ids[0], list):
+        raise ValueError(f"ids must be one sequence of token ids, got a batch of {len(ids)} sequences; decode each "
+                         f"row: [tokenizer.decode(row) for row in ids]")
     for token_id in ids:
         if not isinstance(token_id, int) or not 0 <= token_id < vocab_size:
             raise ValueError(f"id {token_id!r} is not in the vocabulary (0..{vocab_size - 1})")

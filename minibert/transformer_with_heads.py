@@ -21,7 +21,7 @@ from .checkpoint import (TASK_HEAD_PREFIXES, find_weights, hf_state_dict, load_c
 from .config import BertConfig
 from .heads import MaskedLanguageModelingHead, build_head
 from .mixture import MultiGateMixture
-from .model import BertModel
+from .model import BertModel, read_back_checks
 from .safetensors import save_file
 
 
@@ -39,6 +39,22 @@ class TransformerWithHeads(nn.Module):
         self.unused_pooler = {}
 
     def add_head(self, name, head):
+        if not isinstance(name, str):
+            raise TypeError(f"head name must be a string such as 'classification', got {type(name).__name__} {name!r}")
+        if not isinstance(head, nn.Module):
+            got, example = (type(head).__name__, "SentenceClassificationHead(model.config, num_labels)")
+            if isinstance(head, type):  # the class itself, not built
+                got, example = f"the class {head.__name__}", f"{head.__name__}(model.config, ...)"
+            raise TypeError(f"head {name!r} must be an nn.Module, got {got}; pass a head built from this model's "
+                            f"config: {example}")
+        for size in ("hidden_size", "vocab_size"):
+            # A head keeps the sizes it was built for; one from another config would fail at its first
+            # matrix product, and a model saved with it would not load back.
+            built_for, expected = getattr(head, size, None), getattr(self.config, size)
+            if built_for is not None and built_for != expected:
+                raise ValueError(f"head {name!r} ({type(head).__name__}) was built for {size} {built_for}, but the "
+                                 f"model's {size} is {expected}; build it from the model's config: "
+                                 f"{type(head).__name__}(model.config, ...)")
         if not name.isidentifier():
             raise ValueError(f"head name {name!r} must be a Python identifier (letters, digits, _)")
         if name in self.heads:
@@ -64,8 +80,8 @@ class TransformerWithHeads(nn.Module):
         self.config.extra["minibert_mixture"] = self.mixture.describe()
         return self.mixture
 
-    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None, task=None):
-        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+    def get_encoder_output(self, input_ids, attention_mask=None, token_type_ids=None, task=None, inputs_checked=False):
+        hidden_states = self.encoder(input_ids, attention_mask, token_type_ids, inputs_checked)  # (B, T, H)
         if self.mixture is None:
             return hidden_states
         if task is None:
@@ -79,12 +95,16 @@ class TransformerWithHeads(nn.Module):
             raise ValueError(f"no head named {head!r}; this model has {list(self.heads)}")
         if head is None and (labels is not None or head_options):
             raise ValueError("labels and head options need a head: call model(input_ids, head=name, labels=labels)")
+        checks = self.encoder.check_inputs(input_ids, attention_mask, token_type_ids)
+        if labels is not None and hasattr(self.heads[head], "check_labels"):
+            checks.append(self.heads[head].check_labels(labels, input_ids.shape, input_ids.device, f"head {head!r}"))
+        read_back_checks(checks)  # inputs and labels in one read-back (on a GPU, one wait per step)
         if self.mixture is not None:  # each head reads its own gated mixture
             names = [head] if head is not None else list(self.heads)
-            hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name)
-                      for name in names}
+            hidden = {name: self.get_encoder_output(input_ids, attention_mask, token_type_ids, task=name,
+                                                    inputs_checked=True) for name in names}
         else:
-            shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids)
+            shared = self.get_encoder_output(input_ids, attention_mask, token_type_ids, inputs_checked=True)
             hidden = {name: shared for name in ([head] if head is not None else self.heads)}
         if head is not None:
             return self.heads[head](hidden[head], attention_mask=attention_mask, labels=labels, **head_options)
