@@ -388,10 +388,36 @@ def section_names(section):
     return f"<!-- mtl-grid-{section}:begin -->", f"<!-- mtl-grid-{section}:end -->", f"mtl_grid_{section}.png"
 
 
+def results_text(s):
+    """The text of --results, checked before the grid starts and before every rewrite: the
+    table goes between its block's markers, or is appended to a file that has none. A
+    marker alone, twice or out of order is refused: replacing from a stray marker to the
+    next end would cut out the text between them."""
+    path = Path(s["results"])
+    if path.is_dir():
+        raise IsADirectoryError(f"--results={path} is a folder; give a markdown file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--results={path}: the folder {path.parent} does not exist; create it, or give "
+                                f"a file in a folder that exists")
+    text = path.read_text() if path.is_file() else ""
+    begin, end, _ = section_names(s["section"])
+    problem = next((f"holds {marker} {text.count(marker)} times" for marker in (begin, end) if text.count(marker) > 1),
+                   None)
+    if problem is None and (begin in text) != (end in text):
+        problem = f"holds {begin} without {end}" if begin in text else f"holds {end} without {begin}"
+    if problem is None and begin in text and text.index(end) < text.index(begin):
+        problem = f"{end} comes before {begin}"
+    if problem:
+        raise ValueError(f"--results={path} {problem}; mend the markers (one {begin} line, then one {end} line), "
+                         f"or delete them to have the table appended")
+    return text
+
+
 def write_report(s, runs):
+    """The table and figure of the finished runs; False when none has finished."""
     cells = collect(s, runs)
     if not cells:
-        return
+        return False
     out = Path(s["out"])
     (out / "summary.json").write_text(json.dumps({" / ".join(k): v for k, v in cells.items()}, indent=1) + "\n")
     begin, end, figure = section_names(s["section"])
@@ -416,14 +442,14 @@ def write_report(s, runs):
           if (paired := paired_table(s, runs, cells, baseline=s["paired_to"])) else []),
         f"![test metrics per strategy]({Path('img') / figure})",
         end])
-    results = Path(s["results"])
-    text = results.read_text() if results.is_file() else ""
-    if begin in text and end in text:
+    text = results_text(s)
+    if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
         title = f"Multi-task grid, {s['section']}" if s["section"] else "Multi-task grid"
         text = text.rstrip() + f"\n\n## {title} (bench/mtl_experiment.py)\n\n" + block + "\n"
-    results.write_text(text)
+    Path(s["results"]).write_text(text)
+    return True
 
 
 # ----------------------------------------------------------------------------- sizing the plan
@@ -472,8 +498,13 @@ def main(argv=None):
     if s["time_steps"]:
         time_strategies(s)
         return
+    results_text(s)  # a file the table cannot go into is found now, not after the first run
     if s["report_only"]:
-        write_report(s, grid(s))
+        runs = grid(s)
+        if not write_report(s, runs):
+            raise FileNotFoundError(f"--report_only: no run of this grid has finished in --out={s['out']} (none of "
+                                    f"its {len(runs)} run folders holds a results.json); check --out and the grid's "
+                                    f"settings, or run the grid first")
     else:
         run_all(s)
     print(f"table written to {s['results']}")

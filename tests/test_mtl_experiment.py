@@ -246,3 +246,52 @@ def test_the_command_line_gives_a_one_line_error(tmp_path):
                               capture_output=True, text=True)
     assert finished.returncode == 2 and "Traceback" not in finished.stderr
     assert finished.stderr.startswith("mtl_experiment.py: error: unknown variant 'jiont' in --strategies")
+
+
+def fake_run(run_dir, accuracy=0.5):
+    """A finished run's files as train_mtl.py writes them, only those the report reads."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text(json.dumps({
+        "phases": {"joint": {"final_task_weights": [1.0, 1.0]}}, "trainable_parameters": 1000, "wall_time_s": 1.0,
+        "test": {"arxiv": {"accuracy": accuracy, "macro_f1": 0.4}, "scierc": {"f1": 0.3}}}))
+    (run_dir / "joint_log.csv").write_text("step,elapsed_s,dev_score\n2,0.1,0.5\n")
+
+
+BEGIN, END = mtl_experiment.BEGIN, mtl_experiment.END
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"# R\n{BEGIN}\nold table\n\nnotes\n", f"holds {BEGIN} without {END}"),  # the next rewrite cut the notes out
+    (f"# R\n{END}\nnotes\n", f"holds {END} without {BEGIN}"),
+    (f"{END}\nnotes\n{BEGIN}\n", f"{END} comes before {BEGIN}"),  # the rewrite doubled the notes
+    (f"{BEGIN}\n{END}\nnotes\n{BEGIN}\n{END}\n", f"holds {BEGIN} 2 times"),
+])
+def test_a_results_file_with_broken_markers_is_left_alone(tmp_path, text, message):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(text)
+    fake_run(tmp_path / "grid" / "tiny_balanced_joint_s1")
+    with pytest.raises(ValueError) as error:
+        mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert str(error.value).startswith(f"--results={results} {message}; mend the markers")
+    assert results.read_text() == text
+
+
+def test_a_results_file_that_cannot_be_written_stops_the_grid_before_any_run(tmp_path):
+    # it was found when the first run had finished, maybe hours later
+    nowhere = tmp_path / "no_folder" / "RESULTS.md"
+    with pytest.raises(FileNotFoundError, match=f"--results={nowhere}: the folder {nowhere.parent} does not exist"):
+        mtl_experiment.main(grid_args(tmp_path, f"--results={nowhere}"))
+    with pytest.raises(IsADirectoryError, match=f"--results={tmp_path} is a folder; give a markdown file"):
+        mtl_experiment.main(grid_args(tmp_path, f"--results={tmp_path}"))
+    assert not (tmp_path / "grid").exists()
+
+
+def test_report_only_without_finished_runs_says_so(tmp_path, capsys):
+    # it printed "table written to ..." and wrote nothing (an --out with a typo, say)
+    with pytest.raises(FileNotFoundError, match=r"--report_only: no run of this grid has finished in --out=.*grid "
+                                                r"\(none of its 1 run folders holds a results.json\)"):
+        mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert "table written" not in capsys.readouterr().out and not (tmp_path / "RESULTS.md").exists()
+    fake_run(tmp_path / "grid" / "tiny_balanced_joint_s1", accuracy=0.625)
+    mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert "| tiny | balanced | joint | 1,000 | 1 | 0.625 | 0.400 | 0.300 | 1 | 2 |" in (tmp_path / "RESULTS.md").read_text()
