@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minibert.overrides import parse_overrides, run_from_command_line  # noqa: E402
 from minibert.plots import plt  # noqa: E402  (matplotlib with the Agg backend)
+from minibert.run_folder import acquire_lock, release_lock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- mtl-grid:begin -->", "<!-- mtl-grid:end -->"
@@ -163,13 +164,15 @@ def run_all(s):
     on a 2-core CPU). The table is rebuilt after each run; a failed run stops new ones from
     starting, lets the others finish, and then raises. A grid stopped by Ctrl-C or `kill`
     stops its runs too: left alone they would train on unseen, and a second grid started over
-    them would train the same runs into the same folders at once."""
+    them would train the same runs into the same folders at once, which is why a grid holds its
+    --out (run.lock, as a training run holds its folder) and a second one there stops."""
     if s["jobs"] < 1:  # none at a time would wait forever
         raise ValueError(f"--jobs must be >= 1 (runs at once), got {s['jobs']}")
     out = Path(s["out"])
     runs = grid(s)
     waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
     running, failed = [], []  # running: (process, run, log file, start time)
+    lock = hold_out_folder(out)
     previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         while waiting or running:
@@ -196,7 +199,18 @@ def run_all(s):
         for process, run, log, _ in running:
             process.wait()
             log.close()
+        release_lock(lock)
     write_report(s, runs)
+
+
+def hold_out_folder(out):
+    """Take out/run.lock, or stop with the grid that holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return acquire_lock(out)
+    except FileExistsError as error:
+        # acquire_lock speaks of a training run's --run_dir; a grid's folder is its --out
+        raise FileExistsError(f"--out={error}".replace("another --run_dir", "another --out")) from None
 
 
 def stop_on_sigterm(signum, frame):

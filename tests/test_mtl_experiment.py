@@ -295,3 +295,21 @@ def test_report_only_without_finished_runs_says_so(tmp_path, capsys):
     fake_run(tmp_path / "grid" / "tiny_balanced_joint_s1", accuracy=0.625)
     mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
     assert "| tiny | balanced | joint | 1,000 | 1 | 0.625 | 0.400 | 0.300 | 1 | 2 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_a_second_grid_on_the_same_out_stops_and_leaves_the_first_ones_runs_alone(tmp_path):
+    """It started the same runs: train_mtl.py's lock refused each, but only after the grid had
+    emptied its log, and the second grid reported them as failed runs."""
+    import socket
+
+    out = tmp_path / "grid"
+    log = out / "tiny_balanced_joint_s1" / "train_mtl.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("the first grid's run, training\n")
+    # the first grid: this very process, which is running
+    (out / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "then"}))
+    with pytest.raises(FileExistsError) as error:
+        mtl_experiment.main(grid_args(tmp_path))
+    assert str(error.value).startswith(f"--out={out} is in use by process {os.getpid()} on {socket.gethostname()}")
+    assert "use another --out" in str(error.value)
+    assert log.read_text() == "the first grid's run, training\n"
