@@ -185,13 +185,12 @@ def run_all(s):
                 running.remove(entry)
                 log.close()
                 if process.returncode != 0:
-                    failed.append(f"{run['name']} failed (exit {process.returncode}); see {out / run['name'] / 'train_mtl.log'}")
-                    print(failed[-1], flush=True)
+                    failed.append(report_failure(run["name"], process.returncode, Path(log.name)))
                     continue
                 print(f"    {run['name']} done in {time.perf_counter() - started:.0f} s", flush=True)
                 write_report(s, runs)
-            if failed and not running:
-                raise RuntimeError("; ".join(failed))
+            if failed and not running:  # ChildProcessError, an OSError: the command line ends in one line
+                raise ChildProcessError(f"{len(failed)} run{'s' * (len(failed) > 1)} failed: " + "; ".join(failed))
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         for process, run, log, _ in running:  # only when stopped: a finished grid has none left
@@ -211,6 +210,16 @@ def hold_out_folder(out):
     except FileExistsError as error:
         # acquire_lock speaks of a training run's --run_dir; a grid's folder is its --out
         raise FileExistsError(f"--out={error}".replace("another --run_dir", "another --out")) from None
+
+
+def report_failure(name, returncode, log_path, lines=8):
+    """Print the end of a failed run's log, where train_mtl.py says what went wrong (in its
+    last line, or a traceback), and return the run's part of the grid's closing error."""
+    tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    print(f"{name} failed (exit {returncode}); the end of {log_path}:", flush=True)
+    print("".join(f"    | {line}\n" for line in tail), end="", flush=True)
+    last = f": {tail[-1].strip()}" if tail else ""
+    return f"{name} (exit {returncode}{last}); its log is {log_path}"
 
 
 def stop_on_sigterm(signum, frame):
@@ -498,7 +507,8 @@ def time_strategies(s):
             finished = subprocess.run(command(short, run, run_dir) + ["--test_limit=20", "--overwrite=true"],
                                       stdout=log, stderr=subprocess.STDOUT)
         if finished.returncode != 0:
-            raise RuntimeError(f"timing {backbone} {variant} failed; see {run_dir / 'train_mtl.log'}")
+            raise ChildProcessError("timing failed: " + report_failure(run_dir.name, finished.returncode,
+                                                                       run_dir / "train_mtl.log"))
         per_step[backbone, variant] = seconds_per_step(run_dir)
         print(f"{backbone:>8} {variant:<22} {per_step[backbone, variant]:.3f} s/step", flush=True)
     hours = sum(per_step[run["backbone"], run["variant"]] for run in runs) * s["max_steps"] / 3600

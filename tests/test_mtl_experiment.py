@@ -159,7 +159,7 @@ def test_parallel_jobs_finish_every_run_and_a_failure_stops_new_ones(tmp_path):
     rows = [line for line in main_table.splitlines() if line.startswith("| tiny |")]
     assert len(rows) == 2 and all(row.split("|")[9].strip() == "2" for row in rows)  # both seeds of every cell
     # every run fails (an unknown setting): the first two start, the rest never do
-    with pytest.raises(RuntimeError, match=r"tiny_balanced_joint_s1 failed .* see .*train_mtl.log"):
+    with pytest.raises(ChildProcessError, match=r"2 runs failed: .*tiny_balanced_joint_s1 \(exit 2: .*; its log is .*train_mtl.log"):
         mtl_experiment.main(args[:-2] + ["--train_args=--no_such_setting=1", "--jobs=2", f"--out={tmp_path / 'bad'}"])
     assert len(list((tmp_path / "bad").iterdir())) == 2
 
@@ -313,3 +313,15 @@ def test_a_second_grid_on_the_same_out_stops_and_leaves_the_first_ones_runs_alon
     assert str(error.value).startswith(f"--out={out} is in use by process {os.getpid()} on {socket.gethostname()}")
     assert "use another --out" in str(error.value)
     assert log.read_text() == "the first grid's run, training\n"
+
+
+def test_a_failed_run_is_shown_with_its_name_and_the_end_of_its_log(tmp_path, capsys):
+    """It said only "failed (exit 2); see <log>", and the grid ended in a traceback."""
+    with pytest.raises(ChildProcessError) as error:
+        mtl_experiment.main(grid_args(tmp_path, "--train_args=--no_such_setting=1"))
+    log = tmp_path / "grid" / "tiny_balanced_joint_s1" / "train_mtl.log"
+    assert str(error.value) == (f"1 run failed: tiny_balanced_joint_s1 (exit 2: train_mtl.py: error: unknown setting "
+                                f"--no_such_setting); its log is {log}")
+    printed = capsys.readouterr().out
+    assert f"tiny_balanced_joint_s1 failed (exit 2); the end of {log}:\n" \
+           "    | train_mtl.py: error: unknown setting --no_such_setting\n" in printed
