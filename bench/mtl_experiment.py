@@ -162,10 +162,11 @@ def run_all(s):
     """Every run of the grid without a results.json, --jobs of them at a time: a GPU has room
     for several of these small runs, and each leaves most of it idle (one is the right number
     on a 2-core CPU). The table is rebuilt after each run; a failed run stops new ones from
-    starting, lets the others finish, and then raises. A grid stopped by Ctrl-C or `kill`
-    stops its runs too: left alone they would train on unseen, and a second grid started over
-    them would train the same runs into the same folders at once, which is why a grid holds its
-    --out (run.lock, as a training run holds its folder) and a second one there stops."""
+    starting, lets the others finish, and then raises. A grid stopped by Ctrl-C, `kill` or a
+    closed terminal stops its runs too (stop_runs): left alone they would train on unseen, and
+    a second grid started over them would train the same runs into the same folders at once,
+    which is why a grid holds its --out (run.lock, as a training run holds its folder) and a
+    second one there stops."""
     if s["jobs"] < 1:  # none at a time would wait forever
         raise ValueError(f"--jobs must be >= 1 (runs at once), got {s['jobs']}")
     out = Path(s["out"])
@@ -173,7 +174,7 @@ def run_all(s):
     waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
     running, failed = [], []  # running: (process, run, log file, start time)
     lock = hold_out_folder(out)
-    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    previous_handlers = {number: signal.signal(number, stop_on_signal) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while waiting or running:
             while waiting and not failed and len(running) < s["jobs"]:
@@ -191,13 +192,12 @@ def run_all(s):
                 write_report(s, runs)
             if failed and not running:  # ChildProcessError, an OSError: the command line ends in one line
                 raise ChildProcessError(f"{len(failed)} run{'s' * (len(failed) > 1)} failed: " + "; ".join(failed))
+    except BaseException as error:  # stopped (a finished or failed grid has no run left running)
+        stop_runs(running, "Ctrl-C" if isinstance(error, KeyboardInterrupt) else "stopping")
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        for process, run, log, _ in running:  # only when stopped: a finished grid has none left
-            process.terminate()
-        for process, run, log, _ in running:
-            process.wait()
-            log.close()
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         release_lock(lock)
     write_report(s, runs)
 
@@ -222,9 +222,34 @@ def report_failure(name, returncode, log_path, lines=8):
     return f"{name} (exit {returncode}{last}); its log is {log_path}"
 
 
-def stop_on_sigterm(signum, frame):
-    raise SystemExit("mtl_experiment: stopped by SIGTERM; its runs were stopped too, and continue from their "
-                     "last checkpoint when the same command is run again")
+def stop_on_signal(signum, frame):
+    raise SystemExit(f"mtl_experiment: stopped by {signal.Signals(signum).name}; its runs were stopped too, and "
+                     f"continue from their last checkpoint when the same command is run again")
+
+
+def stop_runs(running, why):
+    """Each run gets one SIGINT, its own Ctrl-C: it finishes its step, writes a checkpoint
+    and ends, and the same command continues it (SIGTERM would end it at once, losing the
+    steps since its last checkpoint). The runs sit in process groups of their own, so a
+    Ctrl-C in the terminal reaches the grid alone, and each run gets it once, from here: a
+    second one would stop it at once. Ctrl-C again while they finish: they are killed."""
+    if not running:
+        return
+    print(f"{why}: the runs stop after their step, with a checkpoint; the same command continues them "
+          f"(Ctrl-C again stops them at once)", flush=True)
+    for process, *_ in running:
+        process.send_signal(signal.SIGINT)
+    try:
+        for process, *_ in running:
+            process.wait()
+    except KeyboardInterrupt:
+        for process, *_ in running:
+            process.kill()
+            process.wait()
+        raise
+    finally:
+        for _, _, log, _ in running:
+            log.close()
 
 
 def start_run(s, run, run_dir, position):
@@ -234,7 +259,8 @@ def start_run(s, run, run_dir, position):
     resume = any(run_dir.glob("checkpoint*.pt"))
     again = "--resume=true" if resume else "--overwrite=true"
     log = open(run_dir / "train_mtl.log", "a" if resume else "w")
-    process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT,
+                               process_group=0)  # Ctrl-C in the terminal reaches the grid only (stop_runs)
     print(f"{position} {run['name']} ... (pid {process.pid})", flush=True)
     return process, run, log, time.perf_counter()
 

@@ -325,3 +325,33 @@ def test_a_failed_run_is_shown_with_its_name_and_the_end_of_its_log(tmp_path, ca
     printed = capsys.readouterr().out
     assert f"tiny_balanced_joint_s1 failed (exit 2); the end of {log}:\n" \
            "    | train_mtl.py: error: unknown setting --no_such_setting\n" in printed
+
+
+def test_ctrl_c_lets_the_runs_write_their_checkpoint(tmp_path):
+    """Ctrl-C reaches the terminal's whole foreground group: the runs began to finish their
+    step and write a checkpoint, and the grid killed them at once (SIGTERM), so the work since
+    their last checkpoint was lost. Now the runs get one SIGINT from the grid alone."""
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced",
+            "--seeds=1", "--max_steps=100000", "--batch_size=2", "--eval_every=100000", "--arxiv_train_limit=20",
+            "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
+            f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1"]
+    run_dir = tmp_path / "grid" / "tiny_balanced_joint_s1"
+    printed = tmp_path / "grid.log"
+    with open(printed, "w") as out:  # its own process group, as a terminal's foreground job
+        grid = subprocess.Popen([sys.executable, mtl_experiment.__file__, *args], stdout=out, stderr=subprocess.STDOUT,
+                                process_group=0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "step/s" not in ((run_dir / "train_mtl.log").read_text()
+                                                           if (run_dir / "train_mtl.log").is_file() else ""):
+        time.sleep(0.2)  # the run is training
+    os.killpg(grid.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    try:
+        grid.wait(timeout=60)
+    finally:
+        if grid.poll() is None:
+            os.killpg(grid.pid, signal.SIGKILL)
+    log = (run_dir / "train_mtl.log").read_text()
+    assert "Ctrl-C: finishing this step, then writing a checkpoint" in log and list(run_dir.glob("checkpoint*.pt")), log
+    assert grid.returncode == 130 and "Traceback" not in printed.read_text()
+    assert "Ctrl-C: the runs stop after their step, with a checkpoint" in printed.read_text()
