@@ -7,8 +7,9 @@ SciERC, on two backbones, over several seeds; mean ± std written to docs/RESULT
     python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/cpu60/model --strategies=joint,gradnorm
 
 Each run is `python train_mtl.py ...` in its own process, in out/<backbone>_<data>_<variant>_s<seed>,
-with its log beside it. A run whose results.json exists is not run again, so an interrupted
-grid continues where it stopped. After every run the table is rebuilt from all results.json
+with its log beside it. A run whose results.json exists is not run again (if it was made with
+other settings, the grid stops and says which), so an interrupted grid continues where it
+stopped; Ctrl-C lets the runs write a checkpoint first, and they resume from it. After every run the table is rebuilt from all results.json
 files and written between the markers below in --results, so the document always shows
 every finished run (the "seeds" column says how many).
 
@@ -158,6 +159,35 @@ def command(s, run, run_dir):
     return args + shlex.split(s["train_args"])
 
 
+# train_mtl.py settings that change how a run is made, not what it gives: a finished run whose
+# settings differ only in these is this grid's run. (data_dir: the same data is often reached
+# by another path, --data_dir or MINIBERT_DATA.)
+INCIDENTAL = ("run_dir", "resume", "overwrite", "threads", "device", "dtype", "compile", "max_minutes", "stop_at_step",
+              "data_dir")
+
+
+def check_finished_runs(s, runs):
+    """A run folder of --out that holds a results.json is taken as the grid's finished run and
+    not run again; that is right only if it was made with the settings the grid gives it now."""
+    import train_mtl  # torch comes with it: imported only when there is a run to check
+
+    for run in runs:
+        run_dir = Path(s["out"]) / run["name"]
+        if not (run_dir / "results.json").is_file():
+            continue
+        try:
+            made = json.loads((run_dir / "results.json").read_text())["settings"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{run_dir / 'results.json'} is not the results of a train_mtl.py run (no settings in it); "
+                             f"use another --out, or move that folder away") from None
+        wanted = parse_overrides(train_mtl.DEFAULTS, command(s, run, run_dir)[2:])  # without python and the script
+        changed = [f"{key} {made.get(key)} there, {value} here" for key, value in wanted.items()
+                   if key not in INCIDENTAL and key in made and made[key] != value]  # (a setting added since: its default)
+        if changed:
+            raise ValueError(f"{run_dir} finished with other settings than this grid gives it ({'; '.join(changed)}); "
+                             f"use another --out, or delete the run's folder to run it again")
+
+
 def run_all(s):
     """Every run of the grid without a results.json, --jobs of them at a time: a GPU has room
     for several of these small runs, and each leaves most of it idle (one is the right number
@@ -171,11 +201,13 @@ def run_all(s):
         raise ValueError(f"--jobs must be >= 1 (runs at once), got {s['jobs']}")
     out = Path(s["out"])
     runs = grid(s)
-    waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
     running, failed = [], []  # running: (process, run, log file, start time)
-    lock = hold_out_folder(out)
+    lock = hold_out_folder(out)  # before looking at the runs there: another grid may be making them
     previous_handlers = {number: signal.signal(number, stop_on_signal) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        check_finished_runs(s, runs)
+        waiting = [(index, run) for index, run in enumerate(runs, 1)
+                   if not (out / run["name"] / "results.json").is_file()]
         while waiting or running:
             while waiting and not failed and len(running) < s["jobs"]:
                 index, run = waiting.pop(0)
@@ -551,6 +583,7 @@ def main(argv=None):
     results_text(s)  # a file the table cannot go into is found now, not after the first run
     if s["report_only"]:
         runs = grid(s)
+        check_finished_runs(s, runs)
         if not write_report(s, runs):
             raise FileNotFoundError(f"--report_only: no run of this grid has finished in --out={s['out']} (none of "
                                     f"its {len(runs)} run folders holds a results.json); check --out and the grid's "

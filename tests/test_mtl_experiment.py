@@ -248,10 +248,17 @@ def test_the_command_line_gives_a_one_line_error(tmp_path):
     assert finished.stderr.startswith("mtl_experiment.py: error: unknown variant 'jiont' in --strategies")
 
 
-def fake_run(run_dir, accuracy=0.5):
-    """A finished run's files as train_mtl.py writes them, only those the report reads."""
+def fake_run(tmp_path, accuracy=0.5):
+    """The finished run of grid_args' grid, with only the files and fields the report reads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import train_mtl
+
+    s = mtl_experiment.parse_overrides(mtl_experiment.DEFAULTS, grid_args(tmp_path))
+    run = mtl_experiment.grid(s)[0]
+    run_dir = Path(s["out"]) / run["name"]
     run_dir.mkdir(parents=True)
-    (run_dir / "results.json").write_text(json.dumps({
+    settings = mtl_experiment.parse_overrides(train_mtl.DEFAULTS, mtl_experiment.command(s, run, run_dir)[2:])
+    (run_dir / "results.json").write_text(json.dumps({"settings": settings,
         "phases": {"joint": {"final_task_weights": [1.0, 1.0]}}, "trainable_parameters": 1000, "wall_time_s": 1.0,
         "test": {"arxiv": {"accuracy": accuracy, "macro_f1": 0.4}, "scierc": {"f1": 0.3}}}))
     (run_dir / "joint_log.csv").write_text("step,elapsed_s,dev_score\n2,0.1,0.5\n")
@@ -269,7 +276,7 @@ BEGIN, END = mtl_experiment.BEGIN, mtl_experiment.END
 def test_a_results_file_with_broken_markers_is_left_alone(tmp_path, text, message):
     results = tmp_path / "RESULTS.md"
     results.write_text(text)
-    fake_run(tmp_path / "grid" / "tiny_balanced_joint_s1")
+    fake_run(tmp_path)
     with pytest.raises(ValueError) as error:
         mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
     assert str(error.value).startswith(f"--results={results} {message}; mend the markers")
@@ -292,7 +299,7 @@ def test_report_only_without_finished_runs_says_so(tmp_path, capsys):
                                                 r"\(none of its 1 run folders holds a results.json\)"):
         mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
     assert "table written" not in capsys.readouterr().out and not (tmp_path / "RESULTS.md").exists()
-    fake_run(tmp_path / "grid" / "tiny_balanced_joint_s1", accuracy=0.625)
+    fake_run(tmp_path, accuracy=0.625)
     mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
     assert "| tiny | balanced | joint | 1,000 | 1 | 0.625 | 0.400 | 0.300 | 1 | 2 |" in (tmp_path / "RESULTS.md").read_text()
 
@@ -355,3 +362,27 @@ def test_ctrl_c_lets_the_runs_write_their_checkpoint(tmp_path):
     assert "Ctrl-C: finishing this step, then writing a checkpoint" in log and list(run_dir.glob("checkpoint*.pt")), log
     assert grid.returncode == 130 and "Traceback" not in printed.read_text()
     assert "Ctrl-C: the runs stop after their step, with a checkpoint" in printed.read_text()
+
+
+def test_a_finished_run_made_with_other_settings_is_not_taken_as_this_grids(tmp_path):
+    """A grid rerun on the same --out with, say, more steps reused every results.json there,
+    and the table showed the old runs under the new command."""
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced",
+            "--seeds=1", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20", "--eval_limit=0",
+            "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}", f"--results={tmp_path / 'R.md'}",
+            f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1 --test_limit=4"]
+    mtl_experiment.main(args + ["--max_steps=2"])
+    results = tmp_path / "grid" / "tiny_balanced_joint_s1" / "results.json"
+    stamp = results.stat().st_mtime_ns
+    for extra in ([], ["--report_only=true"]):
+        with pytest.raises(ValueError) as error:
+            mtl_experiment.main(args + ["--max_steps=4", "--threads=2", *extra])  # threads: the speed, not the run
+        assert str(error.value) == (f"{results.parent} finished with other settings than this grid gives it "
+                                    f"(max_steps 2 there, 4 here); use another "
+                                    f"--out, or delete the run's folder to run it again")
+    assert results.stat().st_mtime_ns == stamp
+    # a results.json that train_mtl.py did not write: an --out that holds something else
+    results.write_text("{}")
+    with pytest.raises(ValueError, match=f"{results} is not the results of a train_mtl.py run"):
+        mtl_experiment.main(args + ["--max_steps=2", "--report_only=true"])
