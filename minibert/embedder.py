@@ -22,7 +22,7 @@ import torch
 from .batching import padded
 from .heads import mean_pool
 from .overrides import run_from_command_line
-from .sts import evaluate_sts
+from .sts import evaluate_sts, sts_path
 from .tokenizer import WordPieceTokenizer
 from .transformer_with_heads import TransformerWithHeads
 
@@ -220,6 +220,23 @@ def plot_themes(embedder, png_path, title):
     return plot_projection(embedder.encode(sentences), groups, sentences, png_path, title=title)
 
 
+def plot_path_problem(path):
+    """Why matplotlib cannot write the map to `path` (None if it can). Found before the model
+    is loaded; matplotlib itself finds it after, or writes `path` + ".png" when `path` has no
+    suffix (a folder too), and the command would print a name it did not write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    path = Path(path)
+    if path.is_dir():
+        return f"--plot {path} is a folder; give a file name ending in .png"
+    if not path.resolve().parent.is_dir():
+        return f"--plot {path}: the folder {path.parent} does not exist"
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in FigureCanvasBase.get_supported_filetypes():
+        kind = f"a .{suffix} image" if suffix else "an image without a suffix"
+        return f"--plot {path}: matplotlib cannot write {kind}; give a file name ending in .png (or .pdf, .svg)"
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Sentence embeddings of a model directory: cosine similarities "
                                                  "of example sentences, a 2-D map of themed sentences, STS-B scores.")
@@ -232,8 +249,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:  # found now, not after the model is loaded and the similarities printed
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.plot and not Path(args.plot).resolve().parent.is_dir():
-        parser.error(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
+    if args.plot and (problem := plot_path_problem(args.plot)):
+        parser.error(problem)
+    if args.sts:
+        try:
+            sts_path(args.sts, args.data_dir)
+        except FileNotFoundError as error:
+            parser.error(f"--sts {args.sts}: {error}")
     embedder = SentenceEmbedder.from_pretrained(args.model)
     print(f"model: {args.model}")
     print_similarities(embedder, args.sentences or EXAMPLE_SENTENCES)

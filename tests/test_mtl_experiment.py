@@ -159,7 +159,7 @@ def test_parallel_jobs_finish_every_run_and_a_failure_stops_new_ones(tmp_path):
     rows = [line for line in main_table.splitlines() if line.startswith("| tiny |")]
     assert len(rows) == 2 and all(row.split("|")[9].strip() == "2" for row in rows)  # both seeds of every cell
     # every run fails (an unknown setting): the first two start, the rest never do
-    with pytest.raises(RuntimeError, match=r"tiny_balanced_joint_s1 failed .* see .*train_mtl.log"):
+    with pytest.raises(ChildProcessError, match=r"2 runs failed: .*tiny_balanced_joint_s1 \(exit 2: .*; its log is .*train_mtl.log"):
         mtl_experiment.main(args[:-2] + ["--train_args=--no_such_setting=1", "--jobs=2", f"--out={tmp_path / 'bad'}"])
     assert len(list((tmp_path / "bad").iterdir())) == 2
 
@@ -210,3 +210,179 @@ def test_stopping_the_grid_stops_the_runs_it_started(tmp_path):
         except ProcessLookupError:
             pass
     assert not alive, f"runs {alive} went on after their grid was stopped"
+
+
+def grid_args(tmp_path, *extra):
+    """Settings of a one-run grid whose backbone is only a config.json: enough for every
+    check made before a run starts."""
+    init = tmp_path / "init"
+    init.mkdir(exist_ok=True)
+    (init / "config.json").write_text("{}")
+    return [f"--backbones=tiny={init}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced", "--seeds=1",
+            f"--out={tmp_path / 'grid'}", f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}",
+            *extra]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--jobs=0"], "--jobs must be >= 1 (runs at once), got 0"),  # waited forever, running nothing
+    (["--seeds=1,a"], "--seeds takes whole numbers separated by commas, got '1,a'"),  # int() said "invalid literal"
+    (["--data="], "the grid has no runs: --data is empty; give one or more ['balanced', 'scierc10']"),
+    (["--strategies=", "--imbalanced_extra="], "the grid has no runs: --strategies is empty; give one or more variants"),
+    (["--strategies=joint,joint"], "tiny_balanced_joint_s1 comes twice in the grid"),  # two runs in one folder
+    (["--data=balanced,scierc10", "--imbalanced_extra=joint"], "tiny_scierc10_joint_s1 comes twice in the grid"),
+    (["--backbones=tiny={init},tiny={init}"], "--backbones names tiny twice"),  # the first was dropped silently
+])
+def test_bad_grid_settings_stop_before_any_run(tmp_path, extra, message):
+    args = grid_args(tmp_path)
+    extra = [e.replace("{init}", str(tmp_path / "init")) for e in extra]
+    with pytest.raises(ValueError) as error:
+        mtl_experiment.main(args + extra)
+    assert message in str(error.value)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_the_command_line_gives_a_one_line_error(tmp_path):
+    finished = subprocess.run([sys.executable, mtl_experiment.__file__, *grid_args(tmp_path, "--strategies=jiont")],
+                              capture_output=True, text=True)
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
+    assert finished.stderr.startswith("mtl_experiment.py: error: unknown variant 'jiont' in --strategies")
+
+
+def fake_run(tmp_path, accuracy=0.5):
+    """The finished run of grid_args' grid, with only the files and fields the report reads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import train_mtl
+
+    s = mtl_experiment.parse_overrides(mtl_experiment.DEFAULTS, grid_args(tmp_path))
+    run = mtl_experiment.grid(s)[0]
+    run_dir = Path(s["out"]) / run["name"]
+    run_dir.mkdir(parents=True)
+    settings = mtl_experiment.parse_overrides(train_mtl.DEFAULTS, mtl_experiment.command(s, run, run_dir)[2:])
+    (run_dir / "results.json").write_text(json.dumps({"settings": settings,
+        "phases": {"joint": {"final_task_weights": [1.0, 1.0]}}, "trainable_parameters": 1000, "wall_time_s": 1.0,
+        "test": {"arxiv": {"accuracy": accuracy, "macro_f1": 0.4}, "scierc": {"f1": 0.3}}}))
+    (run_dir / "joint_log.csv").write_text("step,elapsed_s,dev_score\n2,0.1,0.5\n")
+
+
+BEGIN, END = mtl_experiment.BEGIN, mtl_experiment.END
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"# R\n{BEGIN}\nold table\n\nnotes\n", f"holds {BEGIN} without {END}"),  # the next rewrite cut the notes out
+    (f"# R\n{END}\nnotes\n", f"holds {END} without {BEGIN}"),
+    (f"{END}\nnotes\n{BEGIN}\n", f"{END} comes before {BEGIN}"),  # the rewrite doubled the notes
+    (f"{BEGIN}\n{END}\nnotes\n{BEGIN}\n{END}\n", f"holds {BEGIN} 2 times"),
+])
+def test_a_results_file_with_broken_markers_is_left_alone(tmp_path, text, message):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(text)
+    fake_run(tmp_path)
+    with pytest.raises(ValueError) as error:
+        mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert str(error.value).startswith(f"--results={results} {message}; mend the markers")
+    assert results.read_text() == text
+
+
+def test_a_results_file_that_cannot_be_written_stops_the_grid_before_any_run(tmp_path):
+    # it was found when the first run had finished, maybe hours later
+    nowhere = tmp_path / "no_folder" / "RESULTS.md"
+    with pytest.raises(FileNotFoundError, match=f"--results={nowhere}: the folder {nowhere.parent} does not exist"):
+        mtl_experiment.main(grid_args(tmp_path, f"--results={nowhere}"))
+    with pytest.raises(IsADirectoryError, match=f"--results={tmp_path} is a folder; give a markdown file"):
+        mtl_experiment.main(grid_args(tmp_path, f"--results={tmp_path}"))
+    assert not (tmp_path / "grid").exists()
+
+
+def test_report_only_without_finished_runs_says_so(tmp_path, capsys):
+    # it printed "table written to ..." and wrote nothing (an --out with a typo, say)
+    with pytest.raises(FileNotFoundError, match=r"--report_only: no run of this grid has finished in --out=.*grid "
+                                                r"\(none of its 1 run folders holds a results.json\)"):
+        mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert "table written" not in capsys.readouterr().out and not (tmp_path / "RESULTS.md").exists()
+    fake_run(tmp_path, accuracy=0.625)
+    mtl_experiment.main(grid_args(tmp_path, "--report_only=true"))
+    assert "| tiny | balanced | joint | 1,000 | 1 | 0.625 | 0.400 | 0.300 | 1 | 2 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_a_second_grid_on_the_same_out_stops_and_leaves_the_first_ones_runs_alone(tmp_path):
+    """It started the same runs: train_mtl.py's lock refused each, but only after the grid had
+    emptied its log, and the second grid reported them as failed runs."""
+    import socket
+
+    out = tmp_path / "grid"
+    log = out / "tiny_balanced_joint_s1" / "train_mtl.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("the first grid's run, training\n")
+    # the first grid: this very process, which is running
+    (out / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "then"}))
+    with pytest.raises(FileExistsError) as error:
+        mtl_experiment.main(grid_args(tmp_path))
+    assert str(error.value).startswith(f"--out={out} is in use by process {os.getpid()} on {socket.gethostname()}")
+    assert "use another --out" in str(error.value)
+    assert log.read_text() == "the first grid's run, training\n"
+
+
+def test_a_failed_run_is_shown_with_its_name_and_the_end_of_its_log(tmp_path, capsys):
+    """It said only "failed (exit 2); see <log>", and the grid ended in a traceback."""
+    with pytest.raises(ChildProcessError) as error:
+        mtl_experiment.main(grid_args(tmp_path, "--train_args=--no_such_setting=1"))
+    log = tmp_path / "grid" / "tiny_balanced_joint_s1" / "train_mtl.log"
+    assert str(error.value) == (f"1 run failed: tiny_balanced_joint_s1 (exit 2: train_mtl.py: error: unknown setting "
+                                f"--no_such_setting); its log is {log}")
+    printed = capsys.readouterr().out
+    assert f"tiny_balanced_joint_s1 failed (exit 2); the end of {log}:\n" \
+           "    | train_mtl.py: error: unknown setting --no_such_setting\n" in printed
+
+
+def test_ctrl_c_lets_the_runs_write_their_checkpoint(tmp_path):
+    """Ctrl-C reaches the terminal's whole foreground group: the runs began to finish their
+    step and write a checkpoint, and the grid killed them at once (SIGTERM), so the work since
+    their last checkpoint was lost. Now the runs get one SIGINT from the grid alone."""
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced",
+            "--seeds=1", "--max_steps=100000", "--batch_size=2", "--eval_every=100000", "--arxiv_train_limit=20",
+            "--eval_limit=0", "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}",
+            f"--results={tmp_path / 'RESULTS.md'}", f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1"]
+    run_dir = tmp_path / "grid" / "tiny_balanced_joint_s1"
+    printed = tmp_path / "grid.log"
+    with open(printed, "w") as out:  # its own process group, as a terminal's foreground job
+        grid = subprocess.Popen([sys.executable, mtl_experiment.__file__, *args], stdout=out, stderr=subprocess.STDOUT,
+                                process_group=0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "step/s" not in ((run_dir / "train_mtl.log").read_text()
+                                                           if (run_dir / "train_mtl.log").is_file() else ""):
+        time.sleep(0.2)  # the run is training
+    os.killpg(grid.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    try:
+        grid.wait(timeout=60)
+    finally:
+        if grid.poll() is None:
+            os.killpg(grid.pid, signal.SIGKILL)
+    log = (run_dir / "train_mtl.log").read_text()
+    assert "Ctrl-C: finishing this step, then writing a checkpoint" in log and list(run_dir.glob("checkpoint*.pt")), log
+    assert grid.returncode == 130 and "Traceback" not in printed.read_text()
+    assert "Ctrl-C: the runs stop after their step, with a checkpoint" in printed.read_text()
+
+
+def test_a_finished_run_made_with_other_settings_is_not_taken_as_this_grids(tmp_path):
+    """A grid rerun on the same --out with, say, more steps reused every results.json there,
+    and the table showed the old runs under the new command."""
+    fixture = write_fixture(tmp_path / "data")
+    args = [f"--backbones=tiny={fixture / 'init'}", "--strategies=joint", "--imbalanced_extra=", "--data=balanced",
+            "--seeds=1", "--batch_size=2", "--eval_every=2", "--arxiv_train_limit=20", "--eval_limit=0",
+            "--threads=1", f"--data_dir={fixture}", f"--out={tmp_path / 'grid'}", f"--results={tmp_path / 'R.md'}",
+            f"--figures={tmp_path / 'img'}", "--train_args=--unfreeze_every=1 --test_limit=4"]
+    mtl_experiment.main(args + ["--max_steps=2"])
+    results = tmp_path / "grid" / "tiny_balanced_joint_s1" / "results.json"
+    stamp = results.stat().st_mtime_ns
+    for extra in ([], ["--report_only=true"]):
+        with pytest.raises(ValueError) as error:
+            mtl_experiment.main(args + ["--max_steps=4", "--threads=2", *extra])  # threads: the speed, not the run
+        assert str(error.value) == (f"{results.parent} finished with other settings than this grid gives it "
+                                    f"(max_steps 2 there, 4 here); use another "
+                                    f"--out, or delete the run's folder to run it again")
+    assert results.stat().st_mtime_ns == stamp
+    # a results.json that train_mtl.py did not write: an --out that holds something else
+    results.write_text("{}")
+    with pytest.raises(ValueError, match=f"{results} is not the results of a train_mtl.py run"):
+        mtl_experiment.main(args + ["--max_steps=2", "--report_only=true"])
