@@ -237,11 +237,7 @@ def run_all(s):
 def hold_out_folder(out):
     """Take out/run.lock, or stop with the grid that holds it."""
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        return acquire_lock(out)
-    except FileExistsError as error:
-        # acquire_lock speaks of a training run's --run_dir; a grid's folder is its --out
-        raise FileExistsError(f"--out={error}".replace("another --run_dir", "another --out")) from None
+    return acquire_lock(out, setting="--out")
 
 
 def report_failure(name, returncode, log_path, lines=8):

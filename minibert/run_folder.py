@@ -40,8 +40,9 @@ def process_is_running(pid):
     return True
 
 
-def acquire_lock(run_dir):
-    """Write run_dir/run.lock, or raise FileExistsError naming the run that holds it. The
+def acquire_lock(run_dir, setting="--run_dir"):
+    """Write run_dir/run.lock, or raise FileExistsError naming the run that holds it (and the
+    `setting` that chose the folder, to be changed). The
     lock is written whole to a temporary file and then hard-linked into place, which fails
     if the lock exists: two runs starting at the same moment cannot both get it."""
     path = Path(run_dir) / LOCK_FILE
@@ -66,9 +67,9 @@ def acquire_lock(run_dir):
                       f"which is no longer running")
                 path.unlink(missing_ok=True)
                 continue
-            raise FileExistsError(f"{run_dir} is in use by process {pid} on {host} (started "
+            raise FileExistsError(f"{setting}={run_dir} is in use by process {pid} on {host} (started "
                                   f"{holder.get('started')}, see {path}); wait for it to end or use another "
-                                  f"--run_dir. If that run is over, delete {path}")
+                                  f"{setting}. If that run is over, delete {path}")
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -276,10 +276,11 @@ def load_checkpoint(path, settings, may_change=()):
     if missing:
         raise ValueError(f"{path} is not a minibert training checkpoint (no {', '.join(missing)}); "
                          f"start afresh with --overwrite=true")
-    changed = {k: (checkpoint["settings"].get(k), v) for k, v in settings.items()
-               if k not in may_change and checkpoint["settings"].get(k) != v}
+    changed = [f"--{key}={value} now, {checkpoint['settings'].get(key)} then" for key, value in settings.items()
+               if key not in may_change and checkpoint["settings"].get(key) != value]
     if changed:
-        raise ValueError(f"--resume with different settings than the checkpoint (old, new): {changed}")
+        raise ValueError(f"--resume=true with other settings than {path} was written with: {'; '.join(changed)}; "
+                         f"give them as they were, or start afresh with --overwrite=true")
     return checkpoint
 
 
