@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minibert.overrides import parse_overrides  # noqa: E402
-from minibert.plots import plt, read_log  # noqa: E402
+from minibert.plots import pyplot, read_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,7 @@ def run(settings, recipe):
 def report(settings, recipes):
     logs = {r: read_log(Path(settings["out"]) / r / "log.csv") for r in recipes
             if (Path(settings["out"]) / r / "log.csv").is_file()}
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for recipe, log in logs.items():
         keep = np.isfinite(log["eval_loss"])

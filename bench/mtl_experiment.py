@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minibert.overrides import parse_overrides, run_from_command_line  # noqa: E402
-from minibert.plots import plt  # noqa: E402  (matplotlib with the Agg backend)
+from minibert.plots import pyplot  # noqa: E402  (matplotlib with the Agg backend)
 from minibert.run_folder import acquire_lock, release_lock  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -435,6 +435,7 @@ def plot(s, runs, cells, png_path):
     data_names = list(dict.fromkeys(r["data"] for r in runs))
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     metrics = (("arxiv_accuracy", "arXiv test accuracy"), ("scierc_f1", "SciERC test span F1"))
+    plt = pyplot()
     fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(6.5 * len(backbones), 7), squeeze=False)
     width = 0.8 / len(data_names)
     for column, backbone in enumerate(backbones):

@@ -5,12 +5,18 @@ sentence embeddings, heat maps. matplotlib's Agg backend, so it works without a 
 import csv
 import sys
 
-import matplotlib
+import numpy as np
 
-if "ipykernel" not in sys.modules:  # scripts draw into files, screen or not; notebooks keep inline plots
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot, imported at the first picture rather than with this module: it takes
+    most of a second, which every command (its --help too) and every process of a torchrun
+    would otherwise spend at its start."""
+    import matplotlib
+    if "ipykernel" not in sys.modules:  # scripts draw into files, screen or not; notebooks keep inline plots
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def read_log(csv_path):
@@ -29,6 +35,7 @@ def plot_training_log(csv_path, png_path, x="step", panels=(("train_loss", "eval
     panels = [group for group in panels if group]
     if not panels or x not in log:
         return None
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for axis, group in zip(axes[0], panels):
         for column in group:
@@ -55,6 +62,7 @@ def pca_2d(vectors):
 def plot_projection(vectors, groups, labels, png_path, title="sentence embeddings, PCA to 2-D"):
     """Scatter of the 2-D PCA of `vectors`, coloured by `groups`, each point annotated."""
     points = pca_2d(np.asarray(vectors, dtype=np.float64))
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(8, 6))
     for group in dict.fromkeys(groups):
         rows = [i for i, g in enumerate(groups) if g == group]
@@ -75,6 +83,7 @@ def plot_heatmap(matrix, row_labels, column_labels, png_path, title=None, annota
     or each task's mean gate weight per expert. png_path=None: the figure is returned, to show
     in a notebook."""
     matrix = np.asarray(matrix, dtype=np.float64)
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(1.0 + 0.6 * matrix.shape[1], 1.0 + 0.5 * matrix.shape[0]))
     image = axis.imshow(matrix, cmap="viridis", aspect="auto")
     axis.set_xticks(range(matrix.shape[1]), column_labels, rotation=45, ha="right")
