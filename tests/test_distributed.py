@@ -2,6 +2,9 @@
 global batch end with the weights one process gets from the same global batch, for MLM and
 for the multi-task loop; a run stopped mid-way resumes with another number of processes."""
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -14,14 +17,26 @@ import torch
 from minibert.tokenizer import WordPieceTokenizer
 from test_mtl import write_fixture
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scripts, for launch()
+
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 
 
 def launch(script, args, cwd, processes=1):
-    """python script args, or torchrun --nproc_per_node=processes script args; fails loudly."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
-        if processes > 1 else [sys.executable]
+    """torchrun --nproc_per_node=processes script args (fails loudly), or, for one process,
+    the script's main(args) run here: the same code, without the 4-5 s a new process spends
+    importing torch and matplotlib and building its first optimizer. Returns what it printed."""
+    if processes == 1:
+        printed, before = io.StringIO(), os.getcwd()
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(printed):
+                importlib.import_module(Path(script).stem).main(args)
+        finally:
+            os.chdir(before)
+        return printed.getvalue()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(launcher + [str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
