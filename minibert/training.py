@@ -186,7 +186,7 @@ def check_losses_finite(step, losses, checkpoint_path):
     the progress bar (no extra wait for a GPU)."""
     bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
     if bad:
-        named = ", ".join(f"{name} {value}" for name, value in bad.items())
+        named = ", ".join(f"{value} ({name})" for name, value in bad.items())
         kept = f"the last checkpoint, {checkpoint_path}, is from an earlier step" if checkpoint_path.is_file() \
             else "no checkpoint was written before it"
         raise TrainingDiverged(f"the training loss became {named} at step {step}: training diverged, the run stops "
