@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from minibert.embedder import SHORT_ROWS
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="6,8,10,12,14,16,20,24,32,64,128", help="comma-separated row lengths")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--head_size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per backend, alternating")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"scaled_dot_product_attention on the CPU: {args.batch_size} rows, {args.heads} heads of {args.head_size}, "
           f"threads={torch.get_num_threads()}, torch {torch.__version__}, median of {args.repeats} calls; "

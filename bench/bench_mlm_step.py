@@ -64,7 +64,7 @@ def peak_flops(device, dtype):
     return next((value for (card, kind), value in PEAK_FLOPS.items() if card in name and kind == dtype), None)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -87,7 +87,7 @@ def main():
                         help="hidden and attention dropout of both models (default: the preset's, 0.1)")
     parser.add_argument("--profile", default="false", choices=["true", "false"],
                         help="print the 30 operations (on a GPU: kernels) that take most of 3 steps of each model")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -1,5 +1,8 @@
 """The benchmarks run: each at a tiny size on the CPU, printing the figures RESULTS.md quotes."""
 
+import contextlib
+import importlib
+import io
 import os
 import re
 import subprocess
@@ -11,14 +14,27 @@ import pytest
 from data_paths import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the benchmarks, for run_bench
 
 
-def bench_mlm_step(*arguments):
-    done = subprocess.run([sys.executable, "bench/bench_mlm_step.py", "--preset=tiny", "--batch_size=4", "--seq_len=32",
-                           "--steps=2", "--warmup=1", "--threads=1", *arguments],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def run_bench(script, *arguments, own_process=False):
+    """What bench/<script>.py prints. Run here by its main(arguments), which spares the seconds a
+    new process spends importing torch and the reference libraries; `own_process` for a run
+    whose compiler caches must start empty."""
+    if own_process:
+        done = subprocess.run([sys.executable, f"bench/{script}.py", *arguments], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        importlib.import_module(script).main(list(arguments))
+    return printed.getvalue()
+
+
+def bench_mlm_step(*arguments, own_process=False):
+    return run_bench("bench_mlm_step", "--preset=tiny", "--batch_size=4", "--seq_len=32", "--steps=2", "--warmup=1",
+                     "--threads=1", *arguments, own_process=own_process)
 
 
 def test_bench_mlm_step_times_both_libraries_and_prints_their_ratio():
@@ -41,7 +57,7 @@ def test_bench_mlm_step_dropout_and_kernel_profile():
 def test_bench_mlm_step_compiled(mode, scope):
     # reduce-overhead's CUDA graphs need a GPU; on the CPU the mode still compiles the one graph.
     # scope=block: the tiny preset's two blocks share one compiled graph.
-    out = bench_mlm_step("--compile=true", f"--compile_mode={mode}", f"--compile_scope={scope}")
+    out = bench_mlm_step("--compile=true", f"--compile_mode={mode}", f"--compile_scope={scope}", own_process=True)
     assert f"compile=true ({mode}, {scope})" in out and "ratio minibert / transformers" in out, out
     assert re.search(r"minibert compiled to 1 graph\(s\), 0 graph break\(s\); its first step \(the compile\) took \d+ s",
                      out), out
@@ -49,22 +65,16 @@ def test_bench_mlm_step_compiled(mode, scope):
 
 def test_bench_encode_times_both_libraries_on_the_same_vectors(minilm_dir):
     require_data("sts/stsbenchmark/sts-train.csv")
-    done = subprocess.run([sys.executable, "bench/bench_encode.py", "--device=cpu", "--sentences=40", "--batch_size=8",
-                           "--repeats=1", "--threads=1"],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
-    assert float(re.search(r"min cosine (\d\.\d+)", done.stdout)[1]) >= 0.99999, done.stdout
-    assert re.search(r"ratio minibert / sentence-transformers: \d+\.\d\dx", done.stdout), done.stdout
+    out = run_bench("bench_encode", "--device=cpu", "--sentences=40", "--batch_size=8", "--repeats=1", "--threads=1")
+    assert float(re.search(r"min cosine (\d\.\d+)", out)[1]) >= 0.99999, out
+    assert re.search(r"ratio minibert / sentence-transformers: \d+\.\d\dx", out), out
     ours, reference, real = map(int, re.search(r"minibert (\d+), sentence-transformers (\d+) \(without padding (\d+)\)",
-                                               done.stdout).groups())
-    assert real < ours < reference, done.stdout  # sorted by tokens, nothing pads less
+                                               out).groups())
+    assert real < ours < reference, out  # sorted by tokens, nothing pads less
 
 
 def test_bench_cpu_attention_compares_the_two_backends_by_length():
-    done = subprocess.run([sys.executable, "bench/bench_cpu_attention.py", "--lengths=4,9", "--batch_size=2",
-                           "--repeats=2", "--threads=1"],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr
-    rows = re.findall(r"T=\s*(\d+) (no mask|padding mask).*math is (\d+\.\d\d)x as fast", done.stdout)
+    out = run_bench("bench_cpu_attention", "--lengths=4,9", "--batch_size=2", "--repeats=2", "--threads=1")
+    rows = re.findall(r"T=\s*(\d+) (no mask|padding mask).*math is (\d+\.\d\d)x as fast", out)
     assert [(T, mask) for T, mask, _ in rows] == [("4", "no mask"), ("4", "padding mask"), ("9", "no mask"),
-                                                  ("9", "padding mask")], done.stdout
+                                                  ("9", "padding mask")], out
