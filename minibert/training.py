@@ -197,8 +197,9 @@ def save_checkpoint(path, checkpoint):
     """Write to a temporary file, then rename: a crash mid-write never corrupts the last one.
     Weights that hold NaN or infinity are not written: the last good checkpoint is kept (a
     step can end with a finite loss and NaN weights, if its gradients overflowed)."""
-    broken = [name for name, value in checkpoint.get("model", {}).items()
-              if value.is_floating_point() and not torch.isfinite(value).all()]
+    weights = {name: value for name, value in checkpoint.get("model", {}).items() if value.is_floating_point()}
+    finite = torch.stack([torch.isfinite(value).all() for value in weights.values()]).tolist() if weights else []
+    broken = [name for name, ok in zip(weights, finite) if not ok]  # one look per tensor, read back together
     if broken:
         kept = "the last checkpoint there is kept" if path.is_file() else "no checkpoint was written before it"
         raise TrainingDiverged(f"not writing {path} at step {checkpoint.get('step')}: the weights hold NaN or infinity "
