@@ -16,13 +16,20 @@ MLM decoder at the masked positions) over the card's dense peak for the dtype.
         --compile_scope=block   # one encoder block compiled, its code reused by every layer: a faster compile
     python bench/bench_mlm_step.py --device=cuda --profile=true   # where minibert's step spends its time
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --dropout=0   # what dropout costs (both models)
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true --sdpa_backend=auto,flash
+        # one minibert per attention kernel (torch's choice, FlashAttention-2), alternating in one process
 """
 
 import argparse
+import contextlib
+import functools
 import statistics
 import time
 
 import torch
+from torch.nn.attention import sdpa_kernel
+
+from bench_gpu_attention import BACKENDS
 
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
@@ -44,6 +51,24 @@ def make_batch(masker, config, batch_size, seq_len, seed=0):
     input_ids = torch.randint(len(SPECIAL_IDS), config.vocab_size, (batch_size, seq_len), generator=g)
     masked_ids, labels = masker(input_ids, g)
     return masked_ids, torch.ones_like(input_ids), labels
+
+
+def attention_kernels(text):
+    """--sdpa_backend: 'flash' or 'auto,flash' -> ['flash'] or ['auto', 'flash']."""
+    kernels = text.split(",")
+    unknown = [kernel for kernel in kernels if kernel != "auto" and kernel not in BACKENDS]
+    if unknown or len(set(kernels)) != len(kernels):
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto, {', '.join(BACKENDS)}, or several of them, "
+                                         f"comma-separated, each once")
+    return kernels
+
+
+def with_attention_kernel(model, kernel):
+    """model's forward with F.scaled_dot_product_attention restricted to one kernel ('auto': torch's choice)."""
+    def forward(*args, **kwargs):
+        with contextlib.nullcontext() if kernel == "auto" else sdpa_kernel(BACKENDS[kernel]):
+            return model(*args, **kwargs)
+    return forward
 
 
 def step_flops(config, batch_size, seq_len, masked):
@@ -85,6 +110,10 @@ def main(argv=None):
                              "loss stay eager): for max-autotune, whose search is slow")
     parser.add_argument("--dropout", type=float, default=None,
                         help="hidden and attention dropout of both models (default: the preset's, 0.1)")
+    parser.add_argument("--sdpa_backend", default="auto", type=attention_kernels,
+                        help="the scaled_dot_product_attention kernel minibert may use: auto (torch's choice), cudnn, "
+                             "flash, efficient or math; several, comma-separated (auto,flash), time one minibert per "
+                             "kernel, alternating with each other and transformers (which keeps torch's choice)")
     parser.add_argument("--profile", default="false", choices=["true", "false"],
                         help="print the 30 operations (on a GPU: kernels) that take most of 3 steps of each model")
     args = parser.parse_args(argv)
@@ -99,18 +128,29 @@ def main(argv=None):
                                                "attention_probs_dropout_prob": args.dropout}
     config = BertConfig.from_preset(args.preset, vocab_size=30522, **dropout)
     masker = Masker(config.vocab_size, SPECIAL_IDS, mask_id=4, rate=0.15, strategy="exact")
-    torch.manual_seed(0)
-    ours = TransformerWithHeads(config)
-    ours.add_head("mlm", MaskedLanguageModelingHead(config))
     reference_config = ReferenceConfig(**{k: v for k, v in config.to_dict().items() if k != "fused_attention"})
     reference = BertForMaskedLM(reference_config)
     reference.config._attn_implementation = "sdpa"
-    ours.to(device).train(), reference.to(device).train()
-    if args.compile == "true" and args.compile_scope == "block":
-        for block in ours.encoder.layers:  # the same code in every layer: Dynamo traces and compiles it once
-            block.compile(mode=args.compile_mode)
-    elif args.compile == "true":
-        ours.compile(mode=args.compile_mode)
+    reference.to(device).train()
+    kernels = args.sdpa_backend
+    names = {kernel: "minibert" if len(kernels) == 1 else f"minibert[{kernel}]" for kernel in kernels}
+    if len(kernels) > 1 and args.compile == "true" and args.compile_scope == "block":
+        parser.error("--sdpa_backend with several kernels needs --compile_scope=step (the models' blocks would "
+                     "share one compiled graph, and with it one kernel)")
+    models, ours = {}, {}
+    for kernel in kernels:  # one model per attention kernel, each with the same initial weights
+        torch.manual_seed(0)
+        model = TransformerWithHeads(config)
+        model.add_head("mlm", MaskedLanguageModelingHead(config))
+        models[kernel] = model.to(device).train()
+        if args.compile == "true" and args.compile_scope == "block":
+            for block in model.encoder.layers:  # the same code in every layer: Dynamo traces and compiles it once
+                block.compile(mode=args.compile_mode)
+        ours[kernel] = with_attention_kernel(model, kernel)
+        if args.compile == "true" and args.compile_scope == "step":
+            # The kernel's name is a constant of the compiled code, so each kernel gets a graph of its own
+            # (compiling the models themselves, the second would reuse the first's graph and with it its kernel).
+            ours[kernel] = torch.compile(ours[kernel], mode=args.compile_mode)
     input_ids, attention_mask, labels = make_batch(masker, config, args.batch_size, args.seq_len)
     slots = masker.max_per_sequence(args.seq_len)  # the MLM head's prediction slots per row, as train_mlm.py
     # As train_mlm.py does: a batch without padding needs no mask (decided on the host).
@@ -118,11 +158,11 @@ def main(argv=None):
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
     fused = device.type == "cuda"
 
-    def step_ours(optimizer):
+    def step_ours(kernel, optimizer):
         if args.compile == "true":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's memory
         with precision.autocast():
-            loss, _ = ours(input_ids, our_mask, head="mlm", labels=labels, max_predictions=slots)
+            loss, _ = ours[kernel](input_ids, our_mask, head="mlm", labels=labels, max_predictions=slots)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -134,8 +174,9 @@ def main(argv=None):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    runs = {"minibert": (step_ours, torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=fused)),
-            "transformers": (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4, fused=fused))}
+    runs = {names[kernel]: (functools.partial(step_ours, kernel),
+                            torch.optim.AdamW(models[kernel].parameters(), lr=1e-4, fused=fused)) for kernel in kernels}
+    runs["transformers"] = (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4, fused=fused))
     times, first_step = {name: [] for name in runs}, {}
     for i in range(args.warmup + args.steps):
         for name, (step, optimizer) in runs.items():
@@ -157,20 +198,22 @@ def main(argv=None):
     print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} device={device}{card} "
           f"dtype={args.dtype} compile={args.compile}"
           f"{f' ({args.compile_mode}, {args.compile_scope})' if args.compile == 'true' else ''} "
-          f"dropout={config.hidden_dropout_prob} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"dropout={config.hidden_dropout_prob} attention={','.join(kernels)} threads={torch.get_num_threads()} "
+          f"torch={torch.__version__} "
           f"steps={args.steps} (median step time)")
     rate = {}
     for name, values in times.items():
         seconds = statistics.median(values)
         rate[name] = tokens / seconds
         mfu = f", MFU {flops / seconds / peak:.1%}" if peak else ""
-        print(f"  {name:13s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
-    print(f"  ratio minibert / transformers: {rate['minibert'] / rate['transformers']:.2f}x")
-    if args.compile == "true":  # one graph is what CUDA graphs (reduce-overhead) can replay whole
+        print(f"  {name:19s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
+    for name in names.values():
+        print(f"  ratio {name} / transformers: {rate[name] / rate['transformers']:.2f}x")
+    if args.compile == "true":  # one graph a model is what CUDA graphs (reduce-overhead) can replay whole
         from torch._dynamo.utils import counters
         print(f"  minibert compiled to {counters['stats']['unique_graphs']} graph(s), "
               f"{sum(counters['graph_break'].values())} graph break(s); its first step (the compile) took "
-              f"{first_step['minibert']:.0f} s")
+              f"{', '.join(f'{first_step[name]:.0f}' for name in names.values())} s")
 
     if args.profile == "true":
         from torch.profiler import ProfilerActivity, profile

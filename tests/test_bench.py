@@ -78,3 +78,40 @@ def test_bench_cpu_attention_compares_the_two_backends_by_length():
     rows = re.findall(r"T=\s*(\d+) (no mask|padding mask).*math is (\d+\.\d\d)x as fast", out)
     assert [(T, mask) for T, mask, _ in rows] == [("4", "no mask"), ("4", "padding mask"), ("9", "no mask"),
                                                   ("9", "padding mask")], out
+
+
+def test_bench_gpu_attention_times_each_kernel_or_says_it_needs_cuda():
+    import torch
+    if not torch.cuda.is_available():  # CI: the one line a user without a GPU gets
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            run_bench("bench_gpu_attention")
+        return
+    out = run_bench("bench_gpu_attention", "--batch_size=2", "--repeats=2", "--calls_per_timing=2")
+    assert re.search(r"^\s+flash\s+\d+\.\d+ ms per layer", out, flags=re.M), out
+
+
+def test_bench_mlm_step_uses_the_attention_kernel_it_is_given():
+    import torch
+    out = bench_mlm_step("--sdpa_backend=math")
+    assert " attention=math " in out, out
+    assert torch.backends.cuda.flash_sdp_enabled()  # only minibert's step chose the kernel: nothing left switched off
+    with pytest.raises(RuntimeError, match="No viable backend"):  # a CPU has no memory-efficient kernel: obeyed
+        bench_mlm_step("--sdpa_backend=efficient")
+    assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    # Several kernels: one model each, alternating in the same run.
+    out = bench_mlm_step("--sdpa_backend=auto,math")
+    for name in ("minibert[auto]", "minibert[math]"):
+        assert re.search(rf"^\s+{re.escape(name)}\s+\d+ tokens/s", out, flags=re.M), out
+        assert re.search(rf"ratio {re.escape(name)} / transformers: \d+\.\d\dx", out), out
+    with pytest.raises(SystemExit):
+        bench_mlm_step("--sdpa_backend=auto,fast")  # argparse's one line names the setting
+
+
+@pytest.mark.slow
+def test_bench_mlm_step_compiles_one_graph_per_attention_kernel():
+    # Compiling the models themselves, the second reused the first's graph, and with it the first's kernel;
+    # a memory-efficient kernel, which a CPU lacks, shows which one runs.
+    with pytest.raises(RuntimeError, match="No viable backend"):
+        bench_mlm_step("--sdpa_backend=auto,efficient", "--compile=true")
+    out = bench_mlm_step("--sdpa_backend=auto,math", "--compile=true", own_process=True)
+    assert "minibert compiled to 2 graph(s), 0 graph break(s)" in out, out
