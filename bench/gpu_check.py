@@ -1,15 +1,15 @@
 """Everything minibert does, once, on a CUDA GPU: one line per check, `ok` or `FAILED` with the error.
 
     make gpu-check                      # = python bench/gpu_check.py, at most ~8 minutes on one GPU
-    make gpu-goals                      # = --only=goals: the compiled bf16 runs of the goal still open
-                                        # (max-autotune, one encoder block first, then the whole step)
+    make gpu-goals                      # = --only=goals: the runs of the goal still open (the attention
+                                        # kernels, the compiled bf16 step with each, then max-autotune)
     TORCHINDUCTOR_CACHE_DIR=$OUT/inductor python bench/gpu_check.py --only=goals   # keep what max-autotune
                                         # tuned (even if stopped midway), to carry to the next GPU machine
 
 Checks, in order: parity with transformers and sentence-transformers on CUDA; every
 train_mtl.py strategy for a few steps in bfloat16; train_mlm.py and train_embedder.py a
 few steps; torchrun --nproc_per_node=1 (NCCL) and the collectives on CUDA tensors; then the
-benchmarks (bench_mlm_step.py, bench_encode.py) at the shapes of docs/RESULTS.md, as time
+benchmarks (bench_mlm_step.py, bench_encode.py, bench_gpu_attention.py) at the shapes of docs/RESULTS.md, as time
 allows. The log goes to stdout and, when $OUT is set, to $OUT/gpu_check.log.
 
 A GPU machine often has no network and no copy of the data: `python bench/gpu_check.py
@@ -300,14 +300,16 @@ def main():
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead", "--profile=true"], 240,
          {"bench"}),
-        # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). max-autotune tunes the matrix
-        # products and fuses elementwise work into their epilogues; compiling the whole step that way ran more than
-        # 160 s on an H100 without finishing. So first one encoder block (its code reused by all 12 layers: the
-        # search runs once, and its tuned matrix products are cached for the next run), with its kernel profile;
-        # then the whole step, CUDA graphs included, which should find the layers' matrix products tuned (unchecked).
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune-no-cudagraphs",
-          "--compile_scope=block", "--profile=true"], 300, {"goals"}),
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune"], 420, {"goals"}),
+        # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). Work session 16 found the
+        # attention kernel to matter: torch picks cuDNN, FlashAttention-2 looked faster at BERT's shapes, but the
+        # machine's noise (one kernel's whole-step time varied 28-35 ms from one process to the next) left it
+        # unsettled. So: the kernels alone (GPU time, alternating), then one compiled minibert per kernel, the two
+        # alternating step by step in one process, then the whole step in max-autotune with FlashAttention (its
+        # autotuning of 18 matrix-product shapes took over 400 s there).
+        (["bench/bench_gpu_attention.py"], 90, {"goals"}),
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--sdpa_backend=auto,flash"], 300, {"goals"}),
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune", "--sdpa_backend=flash"],
+         540, {"goals"}),
     ]
     for arguments, timeout, groups in benchmarks:
         if not groups & only:
@@ -316,7 +318,8 @@ def main():
             log(f"skipped (time budget): python {' '.join(arguments)}")
             continue
         timed = ["--steps=10", "--warmup=3"] if "mlm_step" in arguments[0] else []
-        benchmark(log, [arguments[0], f"--device={DEVICE}", *arguments[1:], *timed], timeout)
+        on_device = [f"--device={DEVICE}"] if "gpu_attention" not in arguments[0] else []  # that one is CUDA only
+        benchmark(log, [arguments[0], *on_device, *arguments[1:], *timed], timeout)
     log(f"gpu_check: {log.failures} failed, {time.perf_counter() - started:.0f} s in all")
     sys.exit(1 if log.failures else 0)
 
