@@ -286,7 +286,12 @@ def start_run(s, run, run_dir, position):
     # before its first checkpoint has nothing to keep, and starts afresh.
     resume = any(run_dir.glob("checkpoint*.pt"))
     again = "--resume=true" if resume else "--overwrite=true"
-    log = open(run_dir / "train_mtl.log", "a" if resume else "w")
+    # Appended to, never emptied: a run of an earlier grid may still be writing it (a grid killed
+    # outright leaves its runs going); train_mtl.py's lock then refuses this one, and says so here.
+    log = open(run_dir / "train_mtl.log", "a")
+    log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} mtl_experiment.py: "
+              f"{'resuming' if resume else 'starting'} {run['name']}\n")
+    log.flush()
     process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT,
                                process_group=0)  # Ctrl-C in the terminal reaches the grid only (stop_runs)
     print(f"{position} {run['name']} ... (pid {process.pid})", flush=True)

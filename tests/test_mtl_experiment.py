@@ -386,3 +386,20 @@ def test_a_finished_run_made_with_other_settings_is_not_taken_as_this_grids(tmp_
     results.write_text("{}")
     with pytest.raises(ValueError, match=f"{results} is not the results of a train_mtl.py run"):
         mtl_experiment.main(args + ["--max_steps=2", "--report_only=true"])
+
+
+def test_a_run_still_going_from_an_earlier_grid_keeps_its_log(tmp_path):
+    """A grid killed outright leaves its runs training (each in its own process group). A new
+    grid on the same --out started them again and emptied their logs before train_mtl.py's own
+    lock refused them: the running one's log was lost."""
+    import socket
+
+    run_dir = tmp_path / "grid" / "tiny_balanced_joint_s1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train_mtl.log").write_text("the earlier grid's run, training\n")
+    (run_dir / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "then"}))
+    with pytest.raises(ChildProcessError, match="1 run failed: tiny_balanced_joint_s1"):
+        mtl_experiment.main(grid_args(tmp_path))
+    log = (run_dir / "train_mtl.log").read_text()
+    assert log.startswith("the earlier grid's run, training\n--- "), log
+    assert f"is in use by process {os.getpid()}" in log, log
