@@ -240,10 +240,15 @@ def hold_out_folder(out):
     return acquire_lock(out, setting="--out")
 
 
+RUN_STARTED = "--- mtl_experiment.py: "  # the line that opens each start of a run in its train_mtl.log
+
+
 def report_failure(name, returncode, log_path, lines=8):
     """Print the end of a failed run's log, where train_mtl.py says what went wrong (in its
     last line, or a traceback), and return the run's part of the grid's closing error."""
-    tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+    logged = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(logged) if line.startswith(RUN_STARTED)]
+    tail = logged[starts[-1] + 1 if starts else 0:][-lines:]  # what this start of the run wrote
     print(f"{name} failed (exit {returncode}); the end of {log_path}:", flush=True)
     print("".join(f"    | {line}\n" for line in tail), end="", flush=True)
     last = f": {tail[-1].strip()}" if tail else ""
@@ -289,8 +294,7 @@ def start_run(s, run, run_dir, position):
     # Appended to, never emptied: a run of an earlier grid may still be writing it (a grid killed
     # outright leaves its runs going); train_mtl.py's lock then refuses this one, and says so here.
     log = open(run_dir / "train_mtl.log", "a")
-    log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} mtl_experiment.py: "
-              f"{'resuming' if resume else 'starting'} {run['name']}\n")
+    log.write(f"{RUN_STARTED}{'resuming' if resume else 'starting'} {run['name']} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     log.flush()
     process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT,
                                process_group=0)  # Ctrl-C in the terminal reaches the grid only (stop_runs)

@@ -401,5 +401,5 @@ def test_a_run_still_going_from_an_earlier_grid_keeps_its_log(tmp_path):
     with pytest.raises(ChildProcessError, match="1 run failed: tiny_balanced_joint_s1"):
         mtl_experiment.main(grid_args(tmp_path))
     log = (run_dir / "train_mtl.log").read_text()
-    assert log.startswith("the earlier grid's run, training\n--- "), log
+    assert log.startswith("the earlier grid's run, training\n--- mtl_experiment.py: starting "), log
     assert f"is in use by process {os.getpid()}" in log, log
