@@ -294,7 +294,8 @@ def start_run(s, run, run_dir, position):
     # Appended to, never emptied: a run of an earlier grid may still be writing it (a grid killed
     # outright leaves its runs going); train_mtl.py's lock then refuses this one, and says so here.
     log = open(run_dir / "train_mtl.log", "a")
-    log.write(f"{RUN_STARTED}{'resuming' if resume else 'starting'} {run['name']} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    log.write(f"{RUN_STARTED}{'resuming' if resume else 'starting'} {run['name']} "
+              f"at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     log.flush()
     process = subprocess.Popen(command(s, run, run_dir) + [again], stdout=log, stderr=subprocess.STDOUT,
                                process_group=0)  # Ctrl-C in the terminal reaches the grid only (stop_runs)
