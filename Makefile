@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Real datasets live beside the project, never inside it.
 export MINIBERT_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-slow demo bench gpu-check gpu-goals notebooks mtl-experiment clean
+.PHONY: install test test-slow demo bench gpu-check gpu-goals gpu-autotune notebooks mtl-experiment clean
 
 install: $(VENV)/.installed
 
@@ -52,9 +52,12 @@ GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py
 
-# Only the compiled bfloat16 MLM benchmarks of the GPU goal still open (docs/RESULTS.md 10), no data needed.
+# Only the benchmarks of the GPU goal still open (docs/RESULTS.md 10), no data needed; max-autotune apart.
 gpu-goals:
 	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py --only=goals
+
+gpu-autotune:
+	PYTHONPATH=. $(GPU_PY) bench/gpu_check.py --only=autotune
 
 # Run the notebooks top to bottom and store them with their outputs.
 notebooks: install

@@ -2,8 +2,10 @@
 
     make gpu-check                      # = python bench/gpu_check.py, at most ~8 minutes on one GPU
     make gpu-goals                      # = --only=goals: the runs of the goal still open (the attention
-                                        # kernels, the compiled bf16 step with each, then max-autotune)
-    TORCHINDUCTOR_CACHE_DIR=$OUT/inductor python bench/gpu_check.py --only=goals   # keep what max-autotune
+                                        # kernels, and the compiled bf16 step with each), ~3 minutes
+    make gpu-autotune                   # = --only=autotune: the step in max-autotune, up to 8 minutes
+                                        # (apart: one command of the lent machines may run 10 minutes)
+    TORCHINDUCTOR_CACHE_DIR=$OUT/inductor python bench/gpu_check.py --only=autotune   # keep what max-autotune
                                         # tuned (even if stopped midway), to carry to the next GPU machine
 
 Checks, in order: parity with transformers and sentence-transformers on CUDA; every
@@ -247,16 +249,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack", action="store_true", help="write .cache/gpu_pack to carry to a GPU machine")
     parser.add_argument("--budget_s", type=float, default=480, help="skip the remaining benchmarks after this")
-    parser.add_argument("--only", default="", help="comma-separated: checks, bench, goals (the compiled bfloat16 "
-                                                   "MLM benchmarks of the goal still open; default: checks and bench)")
+    parser.add_argument("--only", default="", help="comma-separated: checks, bench, goals, autotune (the benchmarks of "
+                                                   "the goal still open, the last one apart; default: checks and bench)")
     parser.add_argument("--device", default="cuda", help="cpu: rehearse the checks without a GPU (no NCCL check)")
     parser.add_argument("--strategies", default="", help="comma-separated subset of the train_mtl checks (default all)")
     args = parser.parse_args()
     if args.pack:
         return pack()
     only = set(filter(None, args.only.split(","))) or {"checks", "bench"}
-    if only - {"checks", "bench", "goals"}:
-        sys.exit(f"gpu_check: --only={args.only}: choose from checks, bench, goals")
+    if only - {"checks", "bench", "goals", "autotune"}:
+        sys.exit(f"gpu_check: --only={args.only}: choose from checks, bench, goals, autotune")
     global DEVICE
     DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
@@ -304,12 +306,14 @@ def main():
         # attention kernel to matter: torch picks cuDNN, FlashAttention-2 looked faster at BERT's shapes, but the
         # machine's noise (one kernel's whole-step time varied 28-35 ms from one process to the next) left it
         # unsettled. So: the kernels alone (GPU time, alternating), then one compiled minibert per kernel, the two
-        # alternating step by step in one process, then the whole step in max-autotune with FlashAttention (its
-        # autotuning of 18 matrix-product shapes took over 400 s there).
+        # alternating step by step in one process, in reduce-overhead (CUDA graphs: part of what max-autotune
+        # gained over the default mode may be its CUDA graphs, at a fifth of the compile time), then the whole
+        # step in max-autotune with FlashAttention (its autotuning of 18 matrix-product shapes took over 400 s there).
         (["bench/bench_gpu_attention.py"], 90, {"goals"}),
-        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--sdpa_backend=auto,flash"], 300, {"goals"}),
+        (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead",
+          "--sdpa_backend=auto,flash"], 300, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune", "--sdpa_backend=flash"],
-         540, {"goals"}),
+         480, {"autotune"}),
     ]
     for arguments, timeout, groups in benchmarks:
         if not groups & only:
