@@ -27,9 +27,10 @@ import statistics
 import time
 
 import torch
+from torch._functorch import config as functorch_config
 from torch.nn.attention import sdpa_kernel
 
-from bench_gpu_attention import BACKENDS
+from bench_gpu_attention import BACKENDS, kernel_refusal
 
 from minibert.config import BertConfig
 from minibert.heads import MaskedLanguageModelingHead
@@ -63,12 +64,9 @@ def attention_kernels(text):
     return kernels
 
 
-def with_attention_kernel(model, kernel):
-    """model's forward with F.scaled_dot_product_attention restricted to one kernel ('auto': torch's choice)."""
-    def forward(*args, **kwargs):
-        with contextlib.nullcontext() if kernel == "auto" else sdpa_kernel(BACKENDS[kernel]):
-            return model(*args, **kwargs)
-    return forward
+def attention_kernel(kernel):
+    """A context in which F.scaled_dot_product_attention may use this one kernel ('auto': torch's choice)."""
+    return contextlib.nullcontext() if kernel == "auto" else sdpa_kernel(BACKENDS[kernel])
 
 
 def step_flops(config, batch_size, seq_len, masked):
@@ -119,6 +117,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # A compiled graph calls the attention kernel that was allowed when it was traced, at the model's first call.
+    # AOTAutograd's cache on disk does not look at that setting, so it could load a graph traced with another
+    # kernel (in work session 16 it did: every "flash" run on the GPU ran the graph that torch's choice, cuDNN, had
+    # cached). With a kernel chosen here, the cache stays off.
+    no_cache = functorch_config.patch(enable_autograd_cache=False)
+    with no_cache if args.sdpa_backend != ["auto"] else contextlib.nullcontext():
+        measure(args, parser)
+
+
+def measure(args, parser):
     device = pick_device(args.device)
     precision = Precision(args.dtype, device)
 
@@ -137,20 +145,30 @@ def main(argv=None):
     if len(kernels) > 1 and args.compile == "true" and args.compile_scope == "block":
         parser.error("--sdpa_backend with several kernels needs --compile_scope=step (the models' blocks would "
                      "share one compiled graph, and with it one kernel)")
-    models, ours = {}, {}
+    # A kernel that cannot take the model's attention here is refused now, in one line, not in a traceback at the
+    # first step (or, compiled, deep inside the compiler).
+    probe = torch.randn(1, config.num_attention_heads, args.seq_len, config.head_size, device=device,
+                        dtype=precision.dtype, requires_grad=True)  # (1, nh, T, hs): q, k and v at once
+    for kernel in kernels:
+        refusal = None if kernel == "auto" else kernel_refusal(kernel, probe, probe, probe,
+                                                                config.attention_probs_dropout_prob)
+        if refusal:
+            parser.error(f"--sdpa_backend={kernel}: {device} has no such kernel for {args.dtype} heads of "
+                         f"{config.head_size} with dropout {config.attention_probs_dropout_prob} ({refusal})")
+    # Dynamo's guards do not look at the kernel either: a second model would run the first one's graph. Each
+    # model's MLM head is named after its kernel, and the name is something the graph is guarded on.
+    heads = {kernel: "mlm" if kernel == "auto" else f"mlm_{kernel}" for kernel in kernels}
+    ours = {}
     for kernel in kernels:  # one model per attention kernel, each with the same initial weights
         torch.manual_seed(0)
         model = TransformerWithHeads(config)
-        model.add_head("mlm", MaskedLanguageModelingHead(config))
-        models[kernel] = model.to(device).train()
+        model.add_head(heads[kernel], MaskedLanguageModelingHead(config))
+        ours[kernel] = model.to(device).train()
         if args.compile == "true" and args.compile_scope == "block":
             for block in model.encoder.layers:  # the same code in every layer: Dynamo traces and compiles it once
                 block.compile(mode=args.compile_mode)
-        ours[kernel] = with_attention_kernel(model, kernel)
-        if args.compile == "true" and args.compile_scope == "step":
-            # The kernel's name is a constant of the compiled code, so each kernel gets a graph of its own
-            # (compiling the models themselves, the second would reuse the first's graph and with it its kernel).
-            ours[kernel] = torch.compile(ours[kernel], mode=args.compile_mode)
+        elif args.compile == "true":
+            model.compile(mode=args.compile_mode)
     input_ids, attention_mask, labels = make_batch(masker, config, args.batch_size, args.seq_len)
     slots = masker.max_per_sequence(args.seq_len)  # the MLM head's prediction slots per row, as train_mlm.py
     # As train_mlm.py does: a batch without padding needs no mask (decided on the host).
@@ -161,8 +179,8 @@ def main(argv=None):
     def step_ours(kernel, optimizer):
         if args.compile == "true":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's memory
-        with precision.autocast():
-            loss, _ = ours[kernel](input_ids, our_mask, head="mlm", labels=labels, max_predictions=slots)
+        with attention_kernel(kernel), precision.autocast():
+            loss, _ = ours[kernel](input_ids, our_mask, head=heads[kernel], labels=labels, max_predictions=slots)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -175,7 +193,7 @@ def main(argv=None):
         optimizer.zero_grad(set_to_none=True)
 
     runs = {names[kernel]: (functools.partial(step_ours, kernel),
-                            torch.optim.AdamW(models[kernel].parameters(), lr=1e-4, fused=fused)) for kernel in kernels}
+                            torch.optim.AdamW(ours[kernel].parameters(), lr=1e-4, fused=fused)) for kernel in kernels}
     runs["transformers"] = (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4, fused=fused))
     times, first_step = {name: [] for name in runs}, {}
     for i in range(args.warmup + args.steps):

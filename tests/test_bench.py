@@ -90,13 +90,14 @@ def test_bench_gpu_attention_times_each_kernel_or_says_it_needs_cuda():
     assert re.search(r"^\s+flash\s+\d+\.\d+ ms per layer", out, flags=re.M), out
 
 
-def test_bench_mlm_step_uses_the_attention_kernel_it_is_given():
+def test_bench_mlm_step_uses_the_attention_kernel_it_is_given(capsys):
     import torch
     out = bench_mlm_step("--sdpa_backend=math")
     assert " attention=math " in out, out
     assert torch.backends.cuda.flash_sdp_enabled()  # only minibert's step chose the kernel: nothing left switched off
-    with pytest.raises(RuntimeError, match="No viable backend"):  # a CPU has no memory-efficient kernel: obeyed
+    with pytest.raises(SystemExit):  # a CPU has no memory-efficient kernel: one line, before any model is built
         bench_mlm_step("--sdpa_backend=efficient")
+    assert "--sdpa_backend=efficient: cpu has no such kernel for float32 heads of" in capsys.readouterr().err
     assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
     # Several kernels: one model each, alternating in the same run.
     out = bench_mlm_step("--sdpa_backend=auto,math")
@@ -108,10 +109,24 @@ def test_bench_mlm_step_uses_the_attention_kernel_it_is_given():
 
 
 @pytest.mark.slow
-def test_bench_mlm_step_compiles_one_graph_per_attention_kernel():
-    # Compiling the models themselves, the second reused the first's graph, and with it the first's kernel;
-    # a memory-efficient kernel, which a CPU lacks, shows which one runs.
-    with pytest.raises(RuntimeError, match="No viable backend"):
-        bench_mlm_step("--sdpa_backend=auto,efficient", "--compile=true")
-    out = bench_mlm_step("--sdpa_backend=auto,math", "--compile=true", own_process=True)
+def test_bench_mlm_step_compiles_each_attention_kernel_into_a_graph_of_its_own(tmp_path, monkeypatch):
+    """In work session 16 every "flash" run on the GPU ran the graph that torch's own choice had compiled and
+    cached on disk; and with two models in one process, the second ran the first's graph. A graph that calls the
+    math kernel holds no fused kernel's operation (dropout 0: the CPU's fused kernel takes no dropout), so a
+    profile shows which one ran."""
+    def profile_of(out, name):
+        return out.split(f"profile of 3 {name} steps")[1].split("profile of 3")[0]
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    fused = "flash_attention_for_cpu"
+    for scope in ("step", "block"):  # block: the same graph whatever the kernel, as far as the cache can see
+        out = bench_mlm_step("--compile=true", f"--compile_scope={scope}", "--dropout=0", "--profile=true",
+                             own_process=True)  # torch's choice, compiled and cached
+        assert fused in profile_of(out, "minibert"), out
+        out = bench_mlm_step("--sdpa_backend=math", "--compile=true", f"--compile_scope={scope}", "--dropout=0",
+                             "--profile=true", own_process=True)
+        assert fused not in profile_of(out, "minibert"), out
+    out = bench_mlm_step("--sdpa_backend=auto,math", "--compile=true", "--dropout=0", "--profile=true",
+                         own_process=True)
     assert "minibert compiled to 2 graph(s), 0 graph break(s)" in out, out
+    assert fused in profile_of(out, "minibert[auto]") and fused not in profile_of(out, "minibert[math]"), out
