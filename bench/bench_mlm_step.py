@@ -120,7 +120,7 @@ def main(argv=None):
     # A compiled graph calls the attention kernel that was allowed when it was traced, at the model's first call.
     # AOTAutograd's cache on disk does not look at that setting, so it could load a graph traced with another
     # kernel (in work session 16 it did: every "flash" run on the GPU ran the graph that torch's choice, cuDNN, had
-    # cached). With a kernel chosen here, the cache stays off.
+    # cached; pytorch/pytorch pull request 186458). With a kernel chosen here, the cache stays off.
     no_cache = functorch_config.patch(enable_autograd_cache=False)
     with no_cache if args.sdpa_backend != ["auto"] else contextlib.nullcontext():
         measure(args, parser)
