@@ -18,15 +18,19 @@ MLM decoder at the masked positions) over the card's dense peak for the dtype.
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --dropout=0   # what dropout costs (both models)
     python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true --sdpa_backend=auto,flash
         # one minibert per attention kernel (torch's choice, FlashAttention-2), alternating in one process
+    python bench/bench_mlm_step.py --device=cuda --dtype=bfloat16 --compile=true --residual=float32,autocast
+        # minibert as it is, and with its residual stream in bfloat16 (RoundedLayerNorm)
 """
 
 import argparse
 import contextlib
 import functools
+import itertools
 import statistics
 import time
 
 import torch
+import torch.nn as nn
 from torch._functorch import config as functorch_config
 from torch.nn.attention import sdpa_kernel
 
@@ -54,14 +58,38 @@ def make_batch(masker, config, batch_size, seq_len, seed=0):
     return masked_ids, torch.ones_like(input_ids), labels
 
 
-def attention_kernels(text):
-    """--sdpa_backend: 'flash' or 'auto,flash' -> ['flash'] or ['auto', 'flash']."""
-    kernels = text.split(",")
-    unknown = [kernel for kernel in kernels if kernel != "auto" and kernel not in BACKENDS]
-    if unknown or len(set(kernels)) != len(kernels):
-        raise argparse.ArgumentTypeError(f"{text!r}: give auto, {', '.join(BACKENDS)}, or several of them, "
-                                         f"comma-separated, each once")
-    return kernels
+def choices(*allowed):
+    """An argparse type: 'b' or 'a,b' -> ['b'] or ['a', 'b'], each one of `allowed`, each once."""
+    def parse(text):
+        chosen = text.split(",")
+        if set(chosen) - set(allowed) or len(set(chosen)) != len(chosen):
+            raise argparse.ArgumentTypeError(f"{text!r}: give {', '.join(allowed)}, or several of them, "
+                                             f"comma-separated, each once")
+        return chosen
+    return parse
+
+
+class RoundedLayerNorm(nn.LayerNorm):
+    """A LayerNorm whose output, under autocast, is rounded to autocast's dtype.
+
+    Under autocast minibert's LayerNorm returns float32, as transformers' does, and in a post-LN model that output is
+    the residual stream: every residual add and LayerNorm then moves float32 values, forward and backward. Rounded,
+    the statistics are still computed in float32, and the stream and its gradient take half the bytes (Megatron-LM's
+    default). --residual=float32,autocast measures what that would give before minibert's numbers change for it."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        if torch.is_autocast_enabled(x.device.type):
+            y = y.to(torch.get_autocast_dtype(x.device.type))
+        return y
+
+
+def round_residual_stream(model):
+    """Every LayerNorm of model becomes a RoundedLayerNorm: the same parameters, its output rounded."""
+    for module in model.modules():
+        if type(module) is nn.LayerNorm:
+            module.__class__ = RoundedLayerNorm
+    return model
 
 
 def attention_kernel(kernel):
@@ -108,10 +136,14 @@ def main(argv=None):
                              "loss stay eager): for max-autotune, whose search is slow")
     parser.add_argument("--dropout", type=float, default=None,
                         help="hidden and attention dropout of both models (default: the preset's, 0.1)")
-    parser.add_argument("--sdpa_backend", default="auto", type=attention_kernels,
+    parser.add_argument("--sdpa_backend", default=["auto"], type=choices("auto", *BACKENDS),
                         help="the scaled_dot_product_attention kernel minibert may use: auto (torch's choice), cudnn, "
                              "flash, efficient or math; several, comma-separated (auto,flash), time one minibert per "
                              "kernel, alternating with each other and transformers (which keeps torch's choice)")
+    parser.add_argument("--residual", default=["float32"], type=choices("float32", "autocast"),
+                        help="float32: LayerNorm returns float32 under autocast, as minibert's does; autocast: its "
+                             "output rounded to the autocast dtype (RoundedLayerNorm). Both, comma-separated, time "
+                             "one minibert each (and one per attention kernel: every pair)")
     parser.add_argument("--profile", default="false", choices=["true", "false"],
                         help="print the 30 operations (on a GPU: kernels) that take most of 3 steps of each model")
     args = parser.parse_args(argv)
@@ -140,11 +172,17 @@ def measure(args, parser):
     reference = BertForMaskedLM(reference_config)
     reference.config._attn_implementation = "sdpa"
     reference.to(device).train()
-    kernels = args.sdpa_backend
-    names = {kernel: "minibert" if len(kernels) == 1 else f"minibert[{kernel}]" for kernel in kernels}
-    if len(kernels) > 1 and args.compile == "true" and args.compile_scope == "block":
-        parser.error("--sdpa_backend with several kernels needs --compile_scope=step (the models' blocks would "
-                     "share one compiled graph, and with it one kernel)")
+    kernels, residuals = args.sdpa_backend, args.residual
+    variants = list(itertools.product(kernels, residuals))  # (kernel, residual): one minibert each
+
+    def variant_name(kernel, residual):  # "minibert", or what tells it from the others: "minibert[flash]"
+        parts = ([kernel] if len(kernels) > 1 else []) + ([f"{residual} residual"] if len(residuals) > 1 else [])
+        return f"minibert[{', '.join(parts)}]" if parts else "minibert"
+
+    names = {variant: variant_name(*variant) for variant in variants}
+    if len(variants) > 1 and args.compile == "true" and args.compile_scope == "block":
+        parser.error("--sdpa_backend or --residual with several values needs --compile_scope=step (the models' "
+                     "blocks would share one compiled graph)")
     # A kernel that cannot take the model's attention here is refused now, in one line, not in a traceback at the
     # first step (or, compiled, deep inside the compiler).
     probe = torch.randn(1, config.num_attention_heads, args.seq_len, config.head_size, device=device,
@@ -156,14 +194,16 @@ def measure(args, parser):
             parser.error(f"--sdpa_backend={kernel}: {device} has no such kernel for {args.dtype} heads of "
                          f"{config.head_size} with dropout {config.attention_probs_dropout_prob} ({refusal})")
     # Dynamo's guards do not look at the kernel either: a second model would run the first one's graph. Each
-    # model's MLM head is named after its kernel, and the name is something the graph is guarded on.
-    heads = {kernel: "mlm" if kernel == "auto" else f"mlm_{kernel}" for kernel in kernels}
+    # model's MLM head is named after its variant, and the name is something the graph is guarded on.
+    heads = {variant: "mlm" if variant == ("auto", "float32") else "mlm_" + "_".join(variant) for variant in variants}
     ours = {}
-    for kernel in kernels:  # one model per attention kernel, each with the same initial weights
+    for variant in variants:  # one model each, each with the same initial weights
         torch.manual_seed(0)
         model = TransformerWithHeads(config)
-        model.add_head(heads[kernel], MaskedLanguageModelingHead(config))
-        ours[kernel] = model.to(device).train()
+        model.add_head(heads[variant], MaskedLanguageModelingHead(config))
+        if variant[1] == "autocast":
+            round_residual_stream(model)
+        ours[variant] = model.to(device).train()
         if args.compile == "true" and args.compile_scope == "block":
             for block in model.encoder.layers:  # the same code in every layer: Dynamo traces and compiles it once
                 block.compile(mode=args.compile_mode)
@@ -176,11 +216,11 @@ def measure(args, parser):
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
     fused = device.type == "cuda"
 
-    def step_ours(kernel, optimizer):
+    def step_ours(variant, optimizer):
         if args.compile == "true":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's memory
-        with attention_kernel(kernel), precision.autocast():
-            loss, _ = ours[kernel](input_ids, our_mask, head=heads[kernel], labels=labels, max_predictions=slots)
+        with attention_kernel(variant[0]), precision.autocast():
+            loss, _ = ours[variant](input_ids, our_mask, head=heads[variant], labels=labels, max_predictions=slots)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -192,8 +232,9 @@ def measure(args, parser):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    runs = {names[kernel]: (functools.partial(step_ours, kernel),
-                            torch.optim.AdamW(ours[kernel].parameters(), lr=1e-4, fused=fused)) for kernel in kernels}
+    runs = {names[variant]: (functools.partial(step_ours, variant),
+                             torch.optim.AdamW(ours[variant].parameters(), lr=1e-4, fused=fused))
+            for variant in variants}
     runs["transformers"] = (step_reference, torch.optim.AdamW(reference.parameters(), lr=1e-4, fused=fused))
     times, first_step = {name: [] for name in runs}, {}
     for i in range(args.warmup + args.steps):
@@ -216,15 +257,15 @@ def measure(args, parser):
     print(f"preset={args.preset} vocab={config.vocab_size} batch={args.batch_size}x{args.seq_len} device={device}{card} "
           f"dtype={args.dtype} compile={args.compile}"
           f"{f' ({args.compile_mode}, {args.compile_scope})' if args.compile == 'true' else ''} "
-          f"dropout={config.hidden_dropout_prob} attention={','.join(kernels)} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} "
+          f"dropout={config.hidden_dropout_prob} attention={','.join(kernels)} residual={','.join(residuals)} "
+          f"threads={torch.get_num_threads()} torch={torch.__version__} "
           f"steps={args.steps} (median step time)")
-    rate = {}
+    rate, width = {}, max(map(len, times))
     for name, values in times.items():
         seconds = statistics.median(values)
         rate[name] = tokens / seconds
         mfu = f", MFU {flops / seconds / peak:.1%}" if peak else ""
-        print(f"  {name:19s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
+        print(f"  {name:{width}s} {rate[name]:9.0f} tokens/s   ({seconds * 1000:.1f} ms/step{mfu})")
     for name in names.values():
         print(f"  ratio {name} / transformers: {rate[name] / rate['transformers']:.2f}x")
     if args.compile == "true":  # one graph a model is what CUDA graphs (reduce-overhead) can replay whole

@@ -2,7 +2,8 @@
 
     make gpu-check                      # = python bench/gpu_check.py, at most ~8 minutes on one GPU
     make gpu-goals                      # = --only=goals: the runs of the goal still open (the attention
-                                        # kernels, and the compiled bf16 step with each), ~3 minutes
+                                        # kernels, the compiled bf16 step with each and with a bf16
+                                        # residual stream), ~6 minutes
     make gpu-autotune                   # = --only=autotune: the step in max-autotune, up to 8 minutes
                                         # (apart: one command of the lent machines may run 10 minutes)
     TORCHINDUCTOR_CACHE_DIR=$OUT/inductor python bench/gpu_check.py --only=autotune   # keep what max-autotune
@@ -249,8 +250,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack", action="store_true", help="write .cache/gpu_pack to carry to a GPU machine")
     parser.add_argument("--budget_s", type=float, default=480, help="skip the remaining benchmarks after this")
-    parser.add_argument("--only", default="", help="comma-separated: checks, bench, goals, autotune (the benchmarks of "
-                                                   "the goal still open, the last one apart; default: checks and bench)")
+    parser.add_argument("--only", default="", help="comma-separated: checks, bench, goals, autotune (the benchmarks "
+                                                   "of the goal still open, the last one apart; default: checks and "
+                                                   "bench)")
     parser.add_argument("--device", default="cuda", help="cpu: rehearse the checks without a GPU (no NCCL check)")
     parser.add_argument("--strategies", default="", help="comma-separated subset of the train_mtl checks (default all)")
     args = parser.parse_args()
@@ -302,16 +304,17 @@ def main():
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--profile=true"], 240, {"bench"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead", "--profile=true"], 240,
          {"bench"}),
-        # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). Work session 16 found the
-        # attention kernel to matter: torch picks cuDNN, FlashAttention-2 looked faster at BERT's shapes, but the
-        # machine's noise (one kernel's whole-step time varied 28-35 ms from one process to the next) left it
-        # unsettled. So: the kernels alone (GPU time, alternating), then one compiled minibert per kernel, the two
-        # alternating step by step in one process, in reduce-overhead (CUDA graphs: part of what max-autotune
-        # gained over the default mode may be its CUDA graphs, at a fifth of the compile time), then the whole
-        # step in max-autotune with FlashAttention (its autotuning of 18 matrix-product shapes took over 400 s there).
+        # --only=goals: the goal still open (base bf16 MFU >= 40%, docs/RESULTS.md 10). Work session 16 could not
+        # tell whether FlashAttention-2 beats torch's choice (cuDNN) at BERT's shapes: the machine's noise (one
+        # graph's step time varied 27-35 ms from one process to the next) and a stale compile cache left it
+        # unsettled, and a bf16 residual stream likewise. So: the kernels alone (GPU time, alternating), then one
+        # compiled minibert per (kernel, residual) pair, the four alternating step by step in one process, in
+        # reduce-overhead (CUDA graphs: part of what max-autotune gained over the default mode may be its CUDA
+        # graphs, at a fifth of the compile time); apart (--only=autotune), the whole step in max-autotune with
+        # FlashAttention (its autotuning of 18 matrix-product shapes took over 400 s there).
         (["bench/bench_gpu_attention.py"], 90, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=reduce-overhead",
-          "--sdpa_backend=auto,flash"], 300, {"goals"}),
+          "--sdpa_backend=auto,flash", "--residual=float32,autocast"], 480, {"goals"}),
         (["bench/bench_mlm_step.py", *base, *bf16_compiled, "--compile_mode=max-autotune", "--sdpa_backend=flash"],
          480, {"autotune"}),
     ]

@@ -108,6 +108,31 @@ def test_bench_mlm_step_uses_the_attention_kernel_it_is_given(capsys):
         bench_mlm_step("--sdpa_backend=auto,fast")  # argparse's one line names the setting
 
 
+def test_bench_mlm_step_rounds_the_residual_stream_only_where_asked():
+    import torch
+    from bench_mlm_step import RoundedLayerNorm, round_residual_stream
+    from minibert.config import BertConfig
+    from minibert.heads import MaskedLanguageModelingHead
+    from minibert.transformer_with_heads import TransformerWithHeads
+    config = BertConfig.from_preset("tiny", vocab_size=100)
+    model = TransformerWithHeads(config)
+    model.add_head("mlm", MaskedLanguageModelingHead(config))
+    input_ids = torch.randint(5, 100, (2, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.encoder(input_ids).dtype == torch.float32  # minibert's own: float32, as transformers
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    round_residual_stream(model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * config.num_hidden_layers + 2 and all(type(m) is RoundedLayerNorm for m in norms)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.encoder(input_ids).dtype == torch.bfloat16
+    assert model.encoder(input_ids).dtype == torch.float32  # without autocast: unchanged
+    out = bench_mlm_step("--dtype=bfloat16", "--residual=float32,autocast")
+    for name in ("minibert[float32 residual]", "minibert[autocast residual]"):
+        assert re.search(rf"ratio {re.escape(name)} / transformers: \d+\.\d\dx", out), out
+
+
 @pytest.mark.slow
 def test_bench_mlm_step_compiles_each_attention_kernel_into_a_graph_of_its_own(tmp_path, monkeypatch):
     """In work session 16 every "flash" run on the GPU ran the graph that torch's own choice had compiled and
@@ -130,3 +155,5 @@ def test_bench_mlm_step_compiles_each_attention_kernel_into_a_graph_of_its_own(t
                          own_process=True)
     assert "minibert compiled to 2 graph(s), 0 graph break(s)" in out, out
     assert fused in profile_of(out, "minibert[auto]") and fused not in profile_of(out, "minibert[math]"), out
+    out = bench_mlm_step("--residual=float32,autocast", "--dtype=bfloat16", "--compile=true", own_process=True)
+    assert "minibert compiled to 2 graph(s), 0 graph break(s)" in out, out
