@@ -6,12 +6,12 @@ backward is most of the attention's time in a base MLM step (docs/RESULTS.md, se
 this measures each kernel at that shape, on the same q, k, v (strided views of one fused
 projection's output, as minibert's SelfAttention passes them), alternating, median of the calls.
 
-What is timed is the GPU's time, not the host's: a call at this size launches its kernels in
+What is timed is the GPU's time, not the host's: at this size the GPU runs a call's kernels in
 less time than the host takes to issue them, so events around a single call would time the host
 (the first version of this script did: 0.63 to 0.76 ms a call, where a base step's profile
-shows 0.24 ms of attention kernels per layer). Each measurement therefore queues a sleep on the GPU first, then
---calls_per_timing calls: the host issues them all while the GPU sleeps, and the events between
-the calls see only the kernels.
+shows 0.24 ms of attention kernels per layer). Each measurement therefore queues a sleep on the
+GPU first, then --calls_per_timing calls: the host issues them all while the GPU sleeps, and the
+events between the calls see only the kernels.
 
     python bench/bench_gpu_attention.py                      # base: 128 x 128 tokens, 12 heads of 64, bf16
     python bench/bench_gpu_attention.py --dropout=0 --dtype=float16

@@ -2,8 +2,8 @@
 size: the test appends small settings (--max_steps=2, ...) to each command, which override
 the README's own (later --key=value settings win). They run in a scratch folder, the first
 one first, as a reader would type them: its base-transformer/ feeds the others, which (each
-writing a folder of its own) then run two at a time. The ```json block is the task file the --tasks commands read, beside small data files the test
-writes. Not run: `make ...` (make test is this suite; make demo is CI's other job) and the
+writing a folder of its own) then run two at a time. The ```json block is the task file the
+--tasks commands read, beside small data files the test writes. Not run: `make ...` (make test is this suite; make demo is CI's other job) and the
 indented two-machine torchrun example, which needs two machines."""
 
 import json
